@@ -1,0 +1,228 @@
+"""The `extract`, `predict`, `timeseries` and `water` flows.
+
+Every flow takes the same request parameters; `water` runs the three steps in sequence in one run.
+Parameters override settings (`catalog`, `storage`, `database_url`, `window`, `tile_size_m`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+
+from oxeo_flows import pipeline, store
+from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
+from oxeo_flows.settings import Settings, load_settings
+
+AoiParam = str | dict[str, Any] | list[str]
+
+
+def _run_name() -> str:
+    p = flow_run.parameters or {}
+    aoi = p.get("aoi")
+    if isinstance(aoi, str) and not aoi.lstrip().startswith("{"):
+        label = aoi.rsplit("/", 1)[-1].removesuffix(".geojson").removesuffix(".json")
+    elif isinstance(aoi, list):
+        label = "+".join(str(a) for a in aoi[:3]) + ("+more" if len(aoi) > 3 else "")
+    else:
+        label = "geojson"
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", label)[:60]
+    return f"{flow_run.flow_name}-{label}-{p.get('start_date')}-{p.get('end_date')}"
+
+
+class _Context:
+    def __init__(self, **params: Any) -> None:
+        self.started = datetime.now(UTC)
+        self.params = params
+        self.settings: Settings = load_settings(
+            catalog=params.get("catalog"),
+            storage=params.get("storage"),
+            database_url=params.get("database_url"),
+            window=params.get("window"),
+            tile_size_m=params.get("tile_size_m"),
+        )
+        self.engine = store.connect(self.settings.database_url)
+        self.request = pipeline.build_request(
+            params["aoi"], params["start_date"], params["end_date"], params["constellations"],
+            params["model"], self.settings, self.engine,
+        )
+        self.report: dict[str, Any] = {"timings_s": {}}
+        self.flow_run_id = str(flow_run.id) if flow_run.id else None
+
+    def timed(self, step: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        self.report["timings_s"][step] = round(time.perf_counter() - t0, 3)
+        return out
+
+
+def _extract(ctx: _Context) -> dict[str, Any]:
+    log = get_run_logger()
+    s, req = ctx.settings, ctx.request
+    store.upsert_aois(ctx.engine, req.aois)
+    searched: dict[str, int] = {}
+    units = []
+    offered = present = 0
+    for const in req.constellations:
+        scenes = pipeline.search_scenes(req, const, s.catalog)
+        searched[const.name] = len(scenes)
+        p = pipeline.plan(req, const, scenes, s)
+        offered += p.days_offered
+        present += p.days_present
+        units.extend(p.units)
+        log.info(
+            "%s: %d scenes found; %d tile-days offered, %d already archived, %d work units planned",
+            const.name, len(scenes), p.days_offered, p.days_present, len(p.units),
+        )
+    # One writer per archive: units of the same tile x constellation run one after another.
+    last: dict[tuple[str, str], PrefectFuture[Any]] = {}
+    futures = []
+    for unit in units:
+        key = (unit.tile_id, unit.constellation)
+        prev = last.get(key)
+        fut = extract_unit_task.submit(unit, s.storage, s.resampling, wait_for=[prev] if prev else None)
+        last[key] = fut
+        futures.append(fut)
+    wait(futures)
+    summaries = [f.result() for f in futures]
+    return {
+        "scenes_found": searched,
+        "tile_days_offered": offered,
+        "tile_days_already_archived": present,
+        "work_units": len(units),
+        "slices_written": sum(x["slices_written"] for x in summaries),
+        "slices_skipped": sum(x["slices_skipped"] for x in summaries),
+        "scenes_read": sum(x["scenes_read"] for x in summaries),
+    }
+
+
+def _predict(ctx: _Context) -> dict[str, Any]:
+    req = ctx.request
+    futures = [
+        predict_archive_task.submit(t.id, c.name, req.model, ctx.settings.storage)
+        for t in req.tiles
+        for c in req.constellations
+    ]
+    wait(futures)
+    return {"model": req.model.key, "masks_written": sum(f.result() for f in futures)}
+
+
+def _timeseries(ctx: _Context) -> dict[str, Any]:
+    req = ctx.request
+    futures = [aoi_timeseries_task.submit(a, req, ctx.settings, ctx.flow_run_id) for a in req.aois]
+    wait(futures)
+    rows = [r for f in futures for r in f.result()]
+    ctx.report["rows"] = rows
+    return {
+        "rows_written": len(rows),
+        "usable_rows": sum(1 for r in rows if r["usable"]),
+    }
+
+
+def _finish(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> dict[str, Any]:
+    counts = {**counts, "timings_s": ctx.report["timings_s"]}
+    store.record_flow_run(
+        ctx.engine, flow=flow_name, flow_run_id=ctx.flow_run_id, parameters=ctx.params,
+        started_at=ctx.started, state="COMPLETED", counts=counts,
+    )
+    create_markdown_artifact(
+        key=f"{flow_name}-report", markdown=_markdown(ctx, flow_name, counts),
+        description=f"What the {flow_name} run searched, extracted, skipped and wrote",
+    )
+    ctx.engine.dispose()
+    return counts
+
+
+def _markdown(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> str:
+    req, s = ctx.request, ctx.settings
+    lines = [
+        f"# oxeo-flows `{flow_name}` run",
+        "",
+        f"- AOIs: {', '.join(a.id for a in req.aois)}",
+        f"- Dates: {req.start} .. {req.end} (UTC)",
+        f"- Constellations: {', '.join(c.name for c in req.constellations)}",
+        f"- Model: `{req.model.key}`",
+        f"- Catalog: `{s.catalog}`",
+        f"- Tiles ({len(req.tiles)}): {', '.join(t.id for t in req.tiles)}",
+        "",
+        "| step | count |",
+        "|---|---|",
+    ]
+    for k, v in counts.items():
+        if k != "timings_s":
+            lines.append(f"| {k} | {v} |")
+    lines += ["", "| step | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in counts["timings_s"].items()]
+    rows = ctx.report.get("rows")
+    if rows:
+        lines += [
+            "",
+            "| aoi | datetime (UTC) | constellation | water area m² | valid fraction | usable |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['aoi_id']} | {r['acquired_at']:%Y-%m-%dT%H:%M:%SZ} | {r['constellation']} | "
+            f"{r['water_area_m2']:.0f} | {r['valid_fraction']:.3f} | {r['usable']} |"
+            for r in rows
+        ]
+    return "\n".join(lines)
+
+
+_COMMON_DOC = """
+    Args:
+        aoi: GeoJSON (path, string or dict; each Feature is one AOI) or AOI ids in the database.
+        start_date: first acquisition day (UTC), inclusive.
+        end_date: last acquisition day (UTC), inclusive.
+        constellations: 'sentinel-2', 'landsat-5/7/8/9', a list or a comma-separated string.
+        model: water model from the registry (mndwi, ndwi).
+        catalog: STAC API URL or static catalog path (default: settings).
+        storage: archive root, any fsspec URL (default: settings).
+        database_url: SQLAlchemy URL of the results database (default: settings).
+        window: extraction window per task: month, quarter or year (default: settings).
+        tile_size_m: UTM tile side in metres (default: settings).
+"""
+
+
+def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    def run(
+        aoi: AoiParam,
+        start_date: date,
+        end_date: date,
+        constellations: list[str] | str = "sentinel-2",
+        model: str = "mndwi",
+        catalog: str | None = None,
+        storage: str | None = None,
+        database_url: str | None = None,
+        window: str | None = None,
+        tile_size_m: int | None = None,
+    ) -> dict[str, Any]:
+        ctx = _Context(
+            aoi=aoi, start_date=start_date, end_date=end_date, constellations=constellations,
+            model=model, catalog=catalog, storage=storage, database_url=database_url,
+            window=window, tile_size_m=tile_size_m,
+        )
+        counts: dict[str, Any] = {}
+        if "extract" in steps:
+            counts.update(ctx.timed("extract", lambda: _extract(ctx)))
+        if "predict" in steps:
+            counts.update(ctx.timed("predict", lambda: _predict(ctx)))
+        if "timeseries" in steps:
+            counts.update(ctx.timed("timeseries", lambda: _timeseries(ctx)))
+        return _finish(ctx, name, counts)
+
+    run.__name__ = f"{name}_flow"
+    run.__doc__ = f"oxeo-flows `{name}`: {', then '.join(steps)}.\n{_COMMON_DOC}"
+    return flow(name=name, flow_run_name=_run_name, log_prints=True, validate_parameters=True)(run)
+
+
+extract_flow = _flow("extract", ("extract",))
+predict_flow = _flow("predict", ("predict",))
+timeseries_flow = _flow("timeseries", ("timeseries",))
+water_flow = _flow("water", ("extract", "predict", "timeseries"))

@@ -1,0 +1,165 @@
+"""The pipeline's steps as plain functions (no Prefect): the flows wire these into tasks.
+
+Each step takes and returns small serialisable values (ids, paths, work units, summaries); arrays stay
+inside. The same calls run from a notebook, a test, a benchmark or another orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from oxeo_flows import store
+from oxeo_flows.aoi import AOI, parse_aoi
+from oxeo_flows.archive import Archive
+from oxeo_flows.catalog import Scene, scenes_for, search_items
+from oxeo_flows.constellations import Constellation, get_constellation, parse_constellations
+from oxeo_flows.errors import InputError
+from oxeo_flows.extract import load_day
+from oxeo_flows.models import WaterModel, get_model, predict_slice
+from oxeo_flows.planning import Plan, WorkUnit, plan_extraction
+from oxeo_flows.settings import Settings
+from oxeo_flows.tiling import Tile, tiles_for_geometry
+from oxeo_flows.timeseries import Observation, aoi_observations
+
+MAX_YEARS = 50
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request: AOIs, dates, constellations, model."""
+
+    aois: tuple[AOI, ...]
+    start: date
+    end: date
+    constellations: tuple[Constellation, ...]
+    model: WaterModel
+    tiles: tuple[Tile, ...]
+
+
+@dataclass
+class ExtractSummary:
+    unit: str
+    days_planned: int = 0
+    slices_written: int = 0
+    slices_skipped: int = 0
+    scenes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _as_date(value: Any, name: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(name, f"expected an ISO date YYYY-MM-DD, got {value!r}") from None
+
+
+def build_request(
+    aoi: Any,
+    start_date: Any,
+    end_date: Any,
+    constellations: Any,
+    model: str,
+    settings: Settings,
+    engine: Engine | None = None,
+    repair: bool = False,
+) -> Request:
+    """Validate every parameter before anything is written; raise `InputError` naming the first bad one."""
+    start = _as_date(start_date, "start_date")
+    end = _as_date(end_date, "end_date")
+    if end < start:
+        raise InputError("end_date", f"expected a date on or after start_date {start}, got {end}")
+    if (end - start).days > MAX_YEARS * 366:
+        raise InputError("end_date", f"expected a range of at most {MAX_YEARS} years, got {start}..{end}")
+    consts = tuple(parse_constellations(constellations))
+    water_model = get_model(model)
+    lookup = (lambda ids: store.get_aois(engine, ids)) if engine is not None else None
+    aois = tuple(parse_aoi(aoi, lookup=lookup, repair=repair))
+    tiles: dict[str, Tile] = {}
+    for a in aois:
+        for t in tiles_for_geometry(a.geometry, settings.tile_size_m):
+            tiles[t.id] = t
+    if len(tiles) > settings.max_tiles_per_run:
+        raise InputError(
+            "aoi",
+            f"the AOIs need {len(tiles)} tiles of {settings.tile_size_m} m; at most "
+            f"{settings.max_tiles_per_run} per run are allowed (setting max_tiles_per_run)",
+        )
+    return Request(aois, start, end, consts, water_model, tuple(tiles[k] for k in sorted(tiles)))
+
+
+def search_scenes(request: Request, const: Constellation, catalog: str) -> list[Scene]:
+    """Scenes of `const` over the request's AOIs and dates."""
+    from shapely.ops import unary_union
+
+    footprint = unary_union([a.geometry for a in request.aois])
+    items = search_items(catalog, footprint, request.start, request.end, const.collections)
+    return scenes_for(items, const)
+
+
+def plan(request: Request, const: Constellation, scenes: Sequence[Scene], settings: Settings) -> Plan:
+    return plan_extraction(request.tiles, scenes, const, settings.storage, settings.window)
+
+
+def extract_unit(unit: WorkUnit, storage: str, resampling: str = "nearest") -> ExtractSummary:
+    """Load and write every missing solar day of one work unit; already-committed days are skipped."""
+    const = get_constellation(unit.constellation)
+    archive = Archive(storage, Tile.from_id(unit.tile_id), const)
+    summary = ExtractSummary(unit.name, days_planned=len(unit.days))
+    done = archive.committed()
+    for day in unit.days:
+        if day.solar_day in done:
+            summary.slices_skipped += 1
+            continue
+        loaded = load_day(day.scenes, const, archive.geobox, resampling)
+        summary.scenes_read += len(day.scenes)
+        if archive.write_slice(loaded.data, loaded.meta) is None:
+            summary.slices_skipped += 1
+        else:
+            summary.slices_written += 1
+    return summary
+
+
+def predict_archive(tile_id: str, constellation: str, model: WaterModel, storage: str) -> int:
+    """Compute `model`'s mask for every committed slice of one archive that lacks it; returns the count."""
+    const = get_constellation(constellation)
+    archive = Archive(storage, Tile.from_id(tile_id), const)
+    n = 0
+    for slot, done in sorted(archive.mask_done(model.key).items()):
+        if done:
+            continue
+        meta = archive.slice_meta(slot)
+        mask = predict_slice(archive.read_slice(slot), const.bands, meta.scale, meta.offset, const, model)
+        archive.write_mask(model.key, slot, mask)
+        n += 1
+    return n
+
+
+def aoi_timeseries(
+    aoi: AOI, request: Request, settings: Settings, engine: Engine, flow_run_id: str | None
+) -> list[Observation]:
+    """Measure one AOI for every requested constellation and upsert the rows in one transaction."""
+    rows: list[Observation] = []
+    for const in request.constellations:
+        rows.extend(
+            aoi_observations(
+                aoi,
+                const,
+                request.model.key,
+                settings.storage,
+                tile_size_m=settings.tile_size_m,
+                start=request.start,
+                end=request.end,
+                min_object_m2=settings.min_object_m2,
+                min_hole_m2=settings.min_hole_m2,
+                max_invalid_fraction=settings.max_invalid_fraction,
+            )
+        )
+    store.upsert_observations(engine, rows, flow_run_id)
+    return rows
