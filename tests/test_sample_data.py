@@ -13,6 +13,7 @@ import pystac
 import pytest
 import rasterio
 import shapely
+import shapely.affinity
 from numpy.typing import NDArray
 from pyproj import Transformer
 from shapely.geometry import Point, shape
@@ -135,12 +136,15 @@ def test_catalog_structure(items: dict[str, list[pystac.Item]]) -> None:
             assert len(asset.extra_fields["proj:shape"]) == 2, key
             assert asset.extra_fields["raster:bands"][0]["nodata"] in (0, 1), key
             assert asset.media_type == pystac.MediaType.COG
-            assert Path(asset.get_absolute_href()).is_file()
+            assert Path(str(asset.get_absolute_href())).is_file()
     s2_keys = {"blue", "green", "red", "nir", "nir08", "swir16", "swir22", "scl"}
     assert all(set(it.assets) == s2_keys for it in items[S2])
     ls_keys = {"blue", "green", "red", "nir08", "swir16", "swir22", "qa_pixel"}
     assert all(set(it.assets) == ls_keys for it in items[LS])
-    assert Counter(it.properties["platform"] for it in items[LS]) == {"landsat-8": 2, "landsat-9": 2}
+    assert Counter(it.properties["platform"] for it in items[LS]) == {
+        "landsat-8": 2,
+        "landsat-9": 2,
+    }
     for it in items[LS]:
         assert it.assets["blue"].extra_fields["proj:transform"][2] % 30 == 15
 
@@ -205,11 +209,19 @@ def test_spectra(items: dict[str, list[pystac.Item]]) -> None:
 def test_truth_table(sample: SampleData) -> None:
     rows = _truth(sample)
     assert list(rows[0]) == [
-        "item_ids", "datetime", "solar_day", "constellation", "pixel_size_m",
-        "true_water_area_m2", "aoi_cloud_fraction", "aoi_nodata_fraction",
+        "item_ids",
+        "datetime",
+        "solar_day",
+        "constellation",
+        "pixel_size_m",
+        "true_water_area_m2",
+        "aoi_cloud_fraction",
+        "aoi_nodata_fraction",
     ]
     assert Counter(r["constellation"] for r in rows) == {
-        "sentinel-2": 14, "landsat-8": 2, "landsat-9": 2,
+        "sentinel-2": 14,
+        "landsat-8": 2,
+        "landsat-9": 2,
     }
     s2 = {r["solar_day"]: r for r in rows if r["constellation"] == "sentinel-2"}
     areas = [float(r["true_water_area_m2"]) for r in s2.values()]

@@ -250,6 +250,7 @@ class Archive:
             raise ValueError(
                 f"slice must be uint16 {(len(self.bands), *self.geobox.shape)}, got {data.dtype} {data.shape}"
             )
+        t_ns = _to_ns(meta.time)
         with _writer_lock(self.path):
             g = self._open_for_write()
             times = np.asarray(g["time"][:])
@@ -274,7 +275,7 @@ class Archive:
             for name, arr in _time_arrays(g):
                 if name.startswith("mask_") and name.endswith("_done"):
                     arr[i] = 0
-            g["time"][i] = _to_ns(meta.time)  # commit marker: written last
+            g["time"][i] = t_ns  # commit marker: written last
             return i
 
     def write_mask(self, key: str, index: int, mask: np.ndarray) -> None:

@@ -96,10 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         tile_size_m=params.get("tile_size_m"),
     )
     engine = store.connect(settings.database_url) if _needs_db(params.get("aoi")) else None
-    pipeline.build_request(
+    request = pipeline.build_request(
         params["aoi"], params["start_date"], params["end_date"],
         params.get("constellations", "sentinel-2"), params.get("model", "mndwi"), settings, engine,
     )
+    # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
+    # number) as a Unix time and fail only after starting Prefect.
+    params["start_date"], params["end_date"] = request.start, request.end
     try:
         result = fl(**params)
     except ParameterTypeError as exc:

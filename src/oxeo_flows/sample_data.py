@@ -1,27 +1,37 @@
 """Small, deterministic, physically plausible synthetic STAC catalog for offline runs and tests.
 
-`write_sample_data` writes a static, self-contained STAC catalog (pystac) with Sentinel-2 L2A items
-(Earth Search v1 conventions) and, optionally, Landsat Collection 2 Level-2 items over a synthetic lake
-in UTM zone 33N (EPSG:32633), plus the lake's AOI (GeoJSON, lon/lat) and a ground-truth table.
+`write_sample_data` writes a static, self-contained STAC catalog (pystac) with Sentinel-2 L2A
+items (Earth Search v1 conventions) and, optionally, Landsat Collection 2 Level-2 items over a
+synthetic lake in UTM zone 33N (EPSG:32633), plus the lake's AOI (GeoJSON, lon/lat) and a
+ground-truth table (truth.csv).
 
-Scene model (all distances in metres, reflectance 0-1, times UTC):
+Scene model (distances in metres, reflectance 0-1, times UTC):
 
-* Scene: a `size_m` square centred on (500000, 4990000), the corner shared by four 10 km grid tiles.
-* Lake: ellipse centred on (500120, 4989920) with semi-axes a(t) (x) and 0.75 a(t) (y); a(t) follows a
-  seasonal bump from 900 m (winter/summer) to 1250 m on 2024-04-14 (spring). A pixel is water when its
-  centre lies inside the ellipse. The ring between the current and the maximum shore is exposed lake bed
-  (bare soil).
-* Land: smooth seeded vegetation / bare-soil mix; a sinuous 60 m wide river runs along the north edge,
-  outside the AOI (>= 450 m from the maximum shore), so that AOI clipping matters.
-* Clouds: seeded smooth fields (Gaussian blobs + Fourier modes) thresholded per date; opaque clouds cast
-  a shadow 300 m to the north-north-west (sun in the south-south-east at ~10:00 UTC). A 150 m patch at
-  the lake centre is kept clear on every date so that every item has a clear-water reference pixel.
-* Noise: seeded Gaussian reflectance noise (sigma 0.0003, clipped to +-0.001). It is deliberately smaller
-  than real sensor noise so that the whole catalog stays below ~5 MB with DEFLATE compression.
+* Scene: a `size_m` square centred on (500000, 4990000), the corner of four 10 km grid tiles.
+* Lake: ellipse centred on (500120, 4989920), semi-axes a(t) (x) and 0.75 a(t) (y); a(t) is a
+  seasonal bump from 900 m (winter, summer) to 1250 m on 2024-04-14 (spring). A pixel is water
+  when its centre lies inside the ellipse; the ring between the current and the maximum shore
+  is exposed lake bed (bare soil).
+* Land: smooth seeded vegetation / bare-soil mix; a sinuous 60 m wide river runs along the
+  north of the scene, outside the AOI (>= 450 m from the maximum shore): AOI clipping matters.
+* Clouds: seeded smooth fields (Gaussian blobs + cosine modes) thresholded per date; opaque
+  clouds cast a shadow 300 m to the north-north-west (sun in the south-south-east at ~10:00
+  UTC). A ~300 m patch at the lake centre stays clear on every date, so every item has a
+  clear-water reference.
+* Noise: seeded Gaussian reflectance noise, sigma 0.0025 clipped to +-0.005, drawn per 40 m cell
+  for Sentinel-2 (per 30 m pixel for Landsat): white 10 m noise of that size would not fit the
+  size budget (~4 MB in all) with DEFLATE.
 
-Sentinel-2 SCL at 20 m is the MAJORITY of the four 10 m classes of each block; ties are broken towards
-the more conservative class: cloud high (9) > cloud medium (8) > cirrus (10) > shadow (3) > water (6) >
-vegetation (4) > bare soil (5).
+Sentinel-2 SCL at 20 m is the MAJORITY of the four 10 m classes of each block; ties go to the
+more conservative class: cloud high (9) > cloud medium (8) > cirrus (10) > cloud shadow (3) >
+water (6) > vegetation (4) > bare soil (5).
+
+MGRS tiles follow the real grid: the scene straddles 33TVK (west of 500000 E) and 33TWK.
+
+truth.csv has one row per (constellation, solar day): water area = lake pixels (centre inside the
+ellipse of that date) x pixel area on that sensor's grid (10 m for Sentinel-2, 30 m for Landsat);
+the AOI fractions count pixels whose centre lies inside the AOI polygon (EPSG:32633, before its
+reprojection to lon/lat).
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import json
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -46,6 +56,7 @@ from pyproj import Transformer
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Point, Polygon, box, mapping
 
@@ -104,7 +115,8 @@ QA_CIRRUS = 54596  # bit 2 cirrus + bits 14-15 high cirrus confidence + clear bi
 # Clear water: typical Sentinel-2 L2A values over clear inland water (e.g. Pahlevan et al. 2017,
 # Remote Sens. Environ. 201; water absorbs strongly beyond 700 nm so NIR/SWIR stay near zero).
 WATER = np.array([0.060, 0.055, 0.035, 0.015, 0.012, 0.006, 0.004])
-# Green vegetation: USGS Spectral Library v7 (Kokaly et al. 2017) grass/leaf spectra resampled to MSI.
+# Green vegetation: USGS Spectral Library v7 (Kokaly et al. 2017) grass / leaf spectra resampled
+# to the MSI bands.
 VEGETATION = np.array([0.030, 0.070, 0.040, 0.350, 0.360, 0.200, 0.100])
 # Bare soil: USGS Spectral Library v7 brown loam / sandy soil spectra resampled to MSI.
 SOIL = np.array([0.100, 0.140, 0.180, 0.250, 0.270, 0.320, 0.280])
@@ -149,6 +161,7 @@ TRUTH_COLUMNS = (
 )
 
 _TO_LONLAT = Transformer.from_crs(EPSG, 4326, always_xy=True)
+_CRS = CRS.from_epsg(EPSG)
 
 
 @dataclass(frozen=True)
@@ -186,7 +199,7 @@ class _Field:
 def _modes(
     rng: np.random.Generator, n: int, wavelength_m: tuple[float, float], std: float
 ) -> tuple[tuple[float, float, float, float], ...]:
-    """`n` random cosine modes with log-uniform wavelengths (m) and total standard deviation `std`."""
+    """`n` random cosine modes, log-uniform wavelengths (m), total standard deviation `std`."""
     amp = std * math.sqrt(2.0 / n)
     lam = np.exp(rng.uniform(math.log(wavelength_m[0]), math.log(wavelength_m[1]), n))
     theta = rng.uniform(0.0, math.pi, n)
@@ -222,7 +235,7 @@ class _Grid:
 
 def _lake_a(when: datetime) -> float:
     """Lake x semi-axis (m) on a date: seasonal bump, 900 m in winter, 1250 m on 2024-04-14."""
-    doy = when.timetuple().tm_yday + (when.hour + when.minute / 60.0) / 24.0
+    doy = when.timetuple().tm_yday
     d = (doy - PEAK_DOY + 182.625) % 365.25 - 182.625
     return A_MIN_M + (A_MAX_M - A_MIN_M) * math.exp(-((d / PEAK_WIDTH_DAYS) ** 2))
 
@@ -265,7 +278,7 @@ def _to_lonlat(geom: Polygon) -> Polygon:
 
 @dataclass(frozen=True, eq=False)
 class _Surface:
-    """Static land cover sampled at the pixel centres (u, v; m from the scene centre) of one grid."""
+    """Static land cover at the pixel centres (u, v: m from the scene centre) of one grid."""
 
     grid: _Grid
     u: FloatArray
@@ -281,7 +294,7 @@ class _Surface:
         return cls(grid, u, v, frac, _in_river(u, v), _in_lake(u, v, A_MAX_M))
 
     def at(self, a: float) -> tuple[NDArray[np.uint8], FloatArray, BoolArray]:
-        """Surface class (SCL codes), reflectance stack (7, H, W) and water mask for semi-axis a (m)."""
+        """Surface class (SCL codes), reflectance (7, H, W) and water mask for semi-axis a (m)."""
         lake = _in_lake(self.u, self.v, a)
         water = lake | self.river
         frac = np.where(self.bed & ~lake, 0.0, self.veg_frac)  # exposed lake bed: bare soil
@@ -331,8 +344,12 @@ def _core_holes(amp: float) -> tuple[tuple[float, float, float, float], ...]:
 
 
 def _calibrated(
-    kind: CloudKind, fld: _Field, aoi_uv: tuple[FloatArray, FloatArray], fraction: float,
-    high_share: float = 0.6, shadow: bool = True,
+    kind: CloudKind,
+    fld: _Field,
+    aoi_uv: tuple[FloatArray, FloatArray],
+    fraction: float,
+    high_share: float = 0.6,
+    shadow: bool = True,
 ) -> _Clouds:
     """Clouds whose threshold makes `fraction` of the AOI pixels (centres `aoi_uv`) cloudy."""
     values = fld(*aoi_uv)
@@ -396,28 +413,21 @@ def _s2_id(platform: str, tile: str, when: datetime) -> str:
 
 def _s2_plan() -> list[_S2Plan]:
     """Sentinel-2 items: 13 dates in 2024 (one with two granules) plus one baseline-03.01 item."""
-    plans: list[_S2Plan] = []
     old = datetime(2021, 12, 20, 10, 0, 0, tzinfo=UTC)
-    plans.append(
-        _S2Plan(_s2_id("sentinel-2a", "33TVK", old), old, "sentinel-2a", "33TVK", "03.01", False,
-                "clear", (0.0, 1.0))
-    )
+    plans = [_S2Plan(_s2_id("sentinel-2a", "33TVK", old), old, "sentinel-2a", "33TVK", "03.01",
+                     False, "clear", (0.0, 1.0))]  # fmt: skip
     for i in range(S2_DATES):
         when = S2_FIRST + timedelta(days=14 * i)
         platform = "sentinel-2a" if i % 2 == 0 else "sentinel-2b"
-        clouds = S2_CLOUDS.get(i, "clear")
-        boa = i in S2_BOA_APPLIED
-        if i == S2_PAIR_INDEX:
-            for tile, cols, dt in (("33TVK", (0.0, 0.6), 0), ("33TWK", (0.4, 1.0), 2)):
-                w = when + timedelta(seconds=dt)
-                plans.append(
-                    _S2Plan(_s2_id(platform, tile, w), w, platform, tile, "05.10", boa, clouds, cols)
-                )
-        else:
+        granules = [("33TVK", (0.0, 1.0), 0)]
+        if i == S2_PAIR_INDEX:  # west 60 % and east 60 % of the scene, 2 s apart
+            granules = [("33TVK", (0.0, 0.6), 0), ("33TWK", (0.4, 1.0), 2)]
+        for tile, cols, dt in granules:
+            w = when + timedelta(seconds=dt)
             plans.append(
-                _S2Plan(_s2_id(platform, "33TVK", when), when, platform, "33TVK", "05.10", boa,
-                        clouds, (0.0, 1.0))
-            )
+                _S2Plan(_s2_id(platform, tile, w), w, platform, tile, "05.10",
+                        i in S2_BOA_APPLIED, S2_CLOUDS.get(i, "clear"), cols)
+            )  # fmt: skip
     return plans
 
 
@@ -426,7 +436,9 @@ def _landsat_plan() -> list[_LandsatPlan]:
     out = []
     for when, platform, clouds in LANDSAT:
         sensor = "LC08" if platform == "landsat-8" else "LC09"
-        out.append(_LandsatPlan(f"{sensor}_L2SP_190029_{when:%Y%m%d}_02_T1", when, platform, clouds))
+        out.append(
+            _LandsatPlan(f"{sensor}_L2SP_190029_{when:%Y%m%d}_02_T1", when, platform, clouds)
+        )
     return out
 
 
@@ -438,9 +450,20 @@ def _landsat_plan() -> list[_LandsatPlan]:
 def _write_cog(path: Path, data: NDArray[np.generic], grid: _Grid, nodata: int) -> None:
     """Write one band as a DEFLATE/predictor-2 COG (512 px blocks, no overviews)."""
     with rasterio.open(
-        path, "w", driver="COG", width=grid.width, height=grid.height, count=1,
-        dtype=data.dtype.name, crs=PROJ_CODE, transform=grid.transform, nodata=nodata,
-        compress="DEFLATE", predictor=2, blocksize=512, overviews="NONE",
+        path,
+        "w",
+        driver="COG",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype=data.dtype.name,
+        crs=_CRS,
+        transform=grid.transform,
+        nodata=nodata,
+        compress="DEFLATE",
+        predictor=2,
+        blocksize=512,
+        overviews="NONE",
     ) as dst:
         dst.write(data, 1)
 
@@ -448,7 +471,7 @@ def _write_cog(path: Path, data: NDArray[np.generic], grid: _Grid, nodata: int) 
 def _render(
     surface: _Surface, clouds: _Clouds | None, a: float, rng: np.random.Generator
 ) -> tuple[NDArray[np.uint8], FloatArray, BoolArray]:
-    """Class map, noisy reflectance stack (7, H, W) and cloud-free water mask on `surface`'s grid."""
+    """Class map, noisy reflectance (7, H, W) and cloud-free water mask on `surface`'s grid."""
     cls, refl, water = surface.at(a)
     if clouds is not None:
         ccls, shadow = clouds.classify(surface.u, surface.v)
@@ -523,7 +546,10 @@ def _bbox(geom: Polygon) -> list[float]:
 
 
 def _asset(
-    href: str, grid: _Grid, band: tuple[str, str, int, float, int] | None, raster: RasterBand,
+    href: str,
+    grid: _Grid,
+    band: tuple[str, str, int, float, int] | None,
+    raster: RasterBand,
     title: str,
 ) -> pystac.Asset:
     asset = pystac.Asset(href, title=title, media_type=pystac.MediaType.COG, roles=["data"])
@@ -550,15 +576,22 @@ def _new_item(item_id: str, when: datetime, geom: Polygon, props: dict[str, obje
 
 def _collection(cid: str, title: str, items: Sequence[pystac.Item]) -> pystac.Collection:
     boxes = np.array([it.bbox for it in items if it.bbox is not None])
-    bbox = [float(boxes[:, 0].min()), float(boxes[:, 1].min()),
-            float(boxes[:, 2].max()), float(boxes[:, 3].max())]
+    bbox = [
+        float(boxes[:, 0].min()),
+        float(boxes[:, 1].min()),
+        float(boxes[:, 2].max()),
+        float(boxes[:, 3].max()),
+    ]
     times = sorted(it.datetime for it in items if it.datetime is not None)
     extent = pystac.Extent(
         pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[times[0], times[-1]]])
     )
     col = pystac.Collection(
-        cid, f"Synthetic {title} items over a seasonal lake (oxeo-flows sample data).", extent,
-        title=title, license="CC0-1.0",
+        cid,
+        f"Synthetic {title} items over a seasonal lake (oxeo-flows sample data).",
+        extent,
+        title=title,
+        license="CC0-1.0",
     )
     for it in items:
         col.add_item(it)
@@ -577,8 +610,8 @@ class _TruthRow:
     constellation: str
     pixel_size_m: int
     water_area_m2: float
-    cloud: BoolArray  # on AOI pixels
-    valid: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    cloud: BoolArray  # cloud, cirrus or shadow, on AOI pixels
+    valid: BoolArray  # data present, on AOI pixels
 
     def as_csv(self) -> list[str]:
         n = max(self.cloud.size, 1)
@@ -609,7 +642,9 @@ def _check_args(out_dir: str | Path, seed: int, size_m: int) -> Path:
         raise InputError("seed", f"expected a non-negative integer, got {seed!r}")
     min_size = 2.0 * (abs(LAKE_DX) + A_MAX_M + SCENE_MARGIN_M)
     if (
-        not isinstance(size_m, int) or isinstance(size_m, bool) or size_m % 40 != 0
+        not isinstance(size_m, int)
+        or isinstance(size_m, bool)
+        or size_m % 40 != 0
         or not min_size <= size_m <= MAX_SIZE_M
     ):
         raise InputError(
@@ -631,13 +666,19 @@ def _check_args(out_dir: str | Path, seed: int, size_m: int) -> Path:
 
 
 def write_sample_data(
-    out_dir: str | Path, *, seed: int = 0, size_m: int = DEFAULT_SIZE_M, include_landsat: bool = True
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    size_m: int = DEFAULT_SIZE_M,
+    include_landsat: bool = True,
 ) -> SampleData:
     """Write the synthetic sample catalog under `out_dir` and return its paths.
 
-    `seed` drives every random field (numpy `default_rng`); the output is byte-identical for a given
-    (seed, size_m, include_landsat). `size_m` is the scene side (metres, multiple of 40, >= 3040 so the
-    lake keeps a 150 m margin). A previous sample catalog in `out_dir` is replaced.
+    `seed` drives every random field (numpy `default_rng`); the output is byte-identical for a
+    given (seed, size_m, include_landsat). `size_m` is the scene side in metres: a multiple of 40
+    (20 m pixel alignment), >= 3040 so that the lake keeps a 150 m margin, <= 10000. A previous
+    sample catalog in `out_dir` is replaced; a directory holding another catalog is refused.
+    Total size for the defaults: about 4 MB.
     """
     root = _check_args(out_dir, seed, size_m)
     root.mkdir(parents=True, exist_ok=True)
@@ -667,34 +708,50 @@ def write_sample_data(
     events: dict[CloudSpec, _Clouds] = {
         "partial": _calibrated(
             "opaque",
-            _Field(blobs=_aoi_blobs(scene_rng, 4) + _core_holes(10.0),
-                   modes=_modes(scene_rng, 12, (200.0, 800.0), 0.25)),
-            aoi_uv10, 0.35,
+            _Field(
+                blobs=_aoi_blobs(scene_rng, 4) + _core_holes(10.0),
+                modes=_modes(scene_rng, 12, (200.0, 800.0), 0.25),
+            ),
+            aoi_uv10,
+            0.35,
         ),
         "overcast": _calibrated(
             "opaque",
-            _Field(const=1.0, blobs=_core_holes(10.0)[:1],
-                   modes=_modes(scene_rng, 12, (300.0, 1500.0), 0.3)),
-            aoi_uv10, 0.95, high_share=0.7, shadow=False,
+            _Field(
+                const=1.0,
+                blobs=_core_holes(10.0)[:1],
+                modes=_modes(scene_rng, 12, (300.0, 1500.0), 0.3),
+            ),
+            aoi_uv10,
+            0.95,
+            high_share=0.7,
+            shadow=False,
         ),
         "land": _Clouds(
             "opaque",
-            _Field(blobs=((-1250.0, -1250.0, 110.0, 1.0),),
-                   modes=_modes(scene_rng, 8, (100.0, 400.0), 0.08)),
-            0.5, 0.8,
+            _Field(
+                blobs=((-1250.0, -1250.0, 110.0, 1.0),),
+                modes=_modes(scene_rng, 8, (100.0, 400.0), 0.08),
+            ),
+            0.5,
+            0.8,
         ),
         "cirrus": _calibrated(
             "cirrus",
             _Field(blobs=_core_holes(10.0), modes=_modes(scene_rng, 6, (1500.0, 4000.0), 1.0)),
-            aoi_uv10, 0.5,
+            aoi_uv10,
+            0.5,
         ),
     }
     ls_events: dict[CloudSpec, _Clouds] = {
         "partial": _calibrated(
             "opaque",
-            _Field(blobs=_aoi_blobs(scene_rng, 3) + _core_holes(10.0),
-                   modes=_modes(scene_rng, 12, (200.0, 800.0), 0.25)),
-            (u30[aoi30], v30[aoi30]), 0.2,
+            _Field(
+                blobs=_aoi_blobs(scene_rng, 3) + _core_holes(10.0),
+                modes=_modes(scene_rng, 12, (200.0, 800.0), 0.25),
+            ),
+            (u30[aoi30], v30[aoi30]),
+            0.2,
         ),
     }
 
@@ -704,7 +761,7 @@ def write_sample_data(
         rng = np.random.default_rng([seed, 1, k])
         item, row = _write_s2_item(root, plan, surf10, events.get(plan.clouds), g20, aoi10, rng)
         s2_items.append(item)
-        day = [r for r in truth if r.constellation == "sentinel-2" and r.when.date() == plan.when.date()]
+        day = [r for r in truth if r.when.date() == plan.when.date()]
         if day:
             day[0].item_ids.extend(row.item_ids)
             day[0].valid = day[0].valid | row.valid
@@ -713,8 +770,10 @@ def write_sample_data(
             truth.append(row)
 
     catalog = pystac.Catalog(
-        CATALOG_ID, "Synthetic Sentinel-2 L2A / Landsat C2 L2 catalog over a seasonal lake "
-        "(EPSG:32633) for offline oxeo-flows runs and tests.", title="oxeo-flows sample data",
+        CATALOG_ID,
+        "Synthetic Sentinel-2 L2A / Landsat C2 L2 catalog over a seasonal lake "
+        "(EPSG:32633) for offline oxeo-flows runs and tests.",
+        title="oxeo-flows sample data",
     )
     catalog.add_child(_collection(S2_COLLECTION, "Sentinel-2 L2A", s2_items))
 
@@ -723,8 +782,9 @@ def write_sample_data(
         ls_items: list[pystac.Item] = []
         for k, lplan in enumerate(_landsat_plan()):
             rng = np.random.default_rng([seed, 2, k])
-            item, row = _write_landsat_item(root, lplan, surf30, ls_events.get(lplan.clouds),
-                                            aoi30, rng)
+            item, row = _write_landsat_item(
+                root, lplan, surf30, ls_events.get(lplan.clouds), aoi30, rng
+            )
             ls_items.append(item)
             truth.append(row)
         catalog.add_child(_collection(LANDSAT_COLLECTION, "Landsat Collection 2 Level-2", ls_items))
@@ -756,8 +816,13 @@ def write_sample_data(
 
 
 def _write_s2_item(
-    root: Path, plan: _S2Plan, surf10: _Surface, clouds: _Clouds | None, g20: _Grid,
-    aoi10: BoolArray, rng: np.random.Generator,
+    root: Path,
+    plan: _S2Plan,
+    surf10: _Surface,
+    clouds: _Clouds | None,
+    g20: _Grid,
+    aoi10: BoolArray,
+    rng: np.random.Generator,
 ) -> tuple[pystac.Item, _TruthRow]:
     """Render and write one Sentinel-2 L2A item (COGs beside its JSON); return it and its truth."""
     g10 = surf10.grid
@@ -781,14 +846,13 @@ def _write_s2_item(
     x0 = g10.x0 + 10.0 * c0
     x1 = g10.x0 + 10.0 * c1
     geom = _footprint(g10, x0, x1)
-    cloud_pct = 100.0 * np.count_nonzero(
-        np.isin(cls10, (SCL_CLOUD_MED, SCL_CLOUD_HIGH, SCL_CIRRUS))
-    ) / max(np.count_nonzero(valid10), 1)
+    n_cloud = int(np.count_nonzero(np.isin(cls10, (SCL_CLOUD_MED, SCL_CLOUD_HIGH, SCL_CIRRUS))))
+    cloud_pct = 100.0 * n_cloud / max(int(np.count_nonzero(valid10)), 1)
     props: dict[str, object] = {
         "platform": plan.platform,
         "constellation": "sentinel-2",
         "instruments": ["msi"],
-        "eo:cloud_cover": round(float(cloud_pct), 4),
+        "eo:cloud_cover": round(cloud_pct, 4),
         "s2:processing_baseline": plan.baseline,
         "s2:product_type": "S2MSI2A",
         "earthsearch:boa_offset_applied": plan.boa_offset_applied,
@@ -798,7 +862,12 @@ def _write_s2_item(
         "grid:code": f"MGRS-{plan.tile}",
     }
     item = _new_item(plan.item_id, plan.when, geom, props)
-    item.stac_extensions.append("https://stac-extensions.github.io/mgrs/v1.0.0/schema.json")
+    item.stac_extensions.extend(
+        [
+            "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
+            "https://stac-extensions.github.io/grid/v1.0.0/schema.json",
+        ]
+    )
 
     for band in S2_BANDS:
         key, name, res, _, idx = band
@@ -807,8 +876,13 @@ def _write_s2_item(
         else:
             grid, data, valid = g20, _block_mean(refl10[idx], 2), valid20
         _write_cog(item_dir / f"{key}.tif", _s2_dn(data, valid, add), grid, 0)
-        raster = RasterBand.create(nodata=0, data_type=DataType.UINT16, scale=S2_SCALE,
-                                   offset=offset, spatial_resolution=res)
+        raster = RasterBand.create(
+            nodata=0,
+            data_type=DataType.UINT16,
+            scale=S2_SCALE,
+            offset=offset,
+            spatial_resolution=res,
+        )
         item.add_asset(key, _asset(f"./{key}.tif", grid, band, raster, f"{name} - {key}"))
 
     scl20 = _block_majority(cls10)
@@ -820,13 +894,18 @@ def _write_s2_item(
 
     cloudy = np.isin(cls10, (SCL_CLOUD_MED, SCL_CLOUD_HIGH, SCL_CIRRUS, SCL_SHADOW))
     lake_px = np.count_nonzero(_in_lake(surf10.u, surf10.v, a))
-    row = _TruthRow([plan.item_id], plan.when, "sentinel-2", 10, lake_px * 100.0,
-                    cloudy[aoi10], valid10[aoi10])
+    row = _TruthRow(
+        [plan.item_id], plan.when, "sentinel-2", 10, lake_px * 100.0, cloudy[aoi10], valid10[aoi10]
+    )
     return item, row
 
 
 def _write_landsat_item(
-    root: Path, plan: _LandsatPlan, surf30: _Surface, clouds: _Clouds | None, aoi30: BoolArray,
+    root: Path,
+    plan: _LandsatPlan,
+    surf30: _Surface,
+    clouds: _Clouds | None,
+    aoi30: BoolArray,
     rng: np.random.Generator,
 ) -> tuple[pystac.Item, _TruthRow]:
     """Render and write one Landsat C2 L2 item (scene computed at 30 m pixel centres)."""
@@ -864,18 +943,25 @@ def _write_landsat_item(
     for band in LS_BANDS:
         key, name, res, _, idx = band
         _write_cog(item_dir / f"{key}.tif", _ls_dn(refl[idx]), g30, 0)
-        raster = RasterBand.create(nodata=0, data_type=DataType.UINT16, scale=LS_SCALE,
-                                   offset=LS_OFFSET, spatial_resolution=res)
+        raster = RasterBand.create(
+            nodata=0,
+            data_type=DataType.UINT16,
+            scale=LS_SCALE,
+            offset=LS_OFFSET,
+            spatial_resolution=res,
+        )
         item.add_asset(key, _asset(f"./{key}.tif", g30, band, raster, f"{name} - {key}"))
     _write_cog(item_dir / "qa_pixel.tif", qa, g30, QA_FILL)
-    raster = RasterBand.create(nodata=QA_FILL, data_type=DataType.UINT16, spatial_resolution=30,
-                               unit="bit index")
+    raster = RasterBand.create(
+        nodata=QA_FILL, data_type=DataType.UINT16, spatial_resolution=30, unit="bit index"
+    )
     qa_asset = _asset("./qa_pixel.tif", g30, None, raster, "Pixel quality assessment band")
     EOExtension.ext(qa_asset).bands = [Band.create(name="QA_PIXEL")]
     item.add_asset("qa_pixel", qa_asset)
 
     cloudy = np.isin(cls, (SCL_CLOUD_MED, SCL_CLOUD_HIGH, SCL_CIRRUS, SCL_SHADOW))
     lake_px = np.count_nonzero(_in_lake(surf30.u, surf30.v, a))
-    row = _TruthRow([plan.item_id], plan.when, plan.platform, 30, lake_px * 900.0,
-                    cloudy[aoi30], valid[aoi30])
+    row = _TruthRow(
+        [plan.item_id], plan.when, plan.platform, 30, lake_px * 900.0, cloudy[aoi30], valid[aoi30]
+    )
     return item, row

@@ -286,6 +286,11 @@ def _projector(dst_epsg: int) -> Callable[[np.ndarray], np.ndarray]:
     return project
 
 
+def project_lonlat(geometry_lonlat: BaseGeometry, epsg: int) -> BaseGeometry:
+    """The lon/lat geometry densified (edges are curves in UTM) and projected to ``epsg``."""
+    return shapely.transform(shapely.segmentize(geometry_lonlat, _DENSIFY_DEG), _projector(epsg))
+
+
 def tiles_for_geometry(geometry_lonlat: BaseGeometry, size_m: int = 10000) -> list[Tile]:
     """All ``size_m`` metre tiles whose square's interior intersects the lon/lat geometry.
 
@@ -300,7 +305,7 @@ def tiles_for_geometry(geometry_lonlat: BaseGeometry, size_m: int = 10000) -> li
     tiles: set[Tile] = set()
     for zone, south, part in zone_parts(geometry_lonlat):
         epsg = _utm_epsg(zone, south)
-        projected = shapely.transform(shapely.segmentize(part, _DENSIFY_DEG), _projector(epsg))
+        projected = project_lonlat(part, epsg)
         min_x, min_y, max_x, max_y = projected.bounds
         ix0 = max(math.floor(min_x / size_m), 0)
         iy0 = max(math.floor(min_y / size_m), 0)

@@ -28,13 +28,11 @@ from affine import Affine
 from rasterio.features import geometry_mask
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
-from pyproj import Transformer
 
 from oxeo_flows.aoi import AOI
 from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER, Archive
 from oxeo_flows.constellations import Constellation
-from oxeo_flows.tiling import Tile, tiles_for_geometry, zone_parts
+from oxeo_flows.tiling import project_lonlat, tiles_for_geometry, zone_parts
 
 DEFAULT_MIN_OBJECT_M2 = 3125.0  # DEA Waterbodies minimum mapping unit (five 25 m pixels)
 DEFAULT_MIN_HOLE_M2 = 3125.0
@@ -112,11 +110,6 @@ def clean_water(
         keep[0] = False
         water = keep[labels]
     return water
-
-
-def _project(geom: BaseGeometry, epsg: int) -> BaseGeometry:
-    t = Transformer.from_crs(4326, epsg, always_xy=True)
-    return shp_transform(t.transform, geom)
 
 
 def aoi_observations(
@@ -213,7 +206,7 @@ def _measure_part(
         (int(round((y0 - b.affine.f) / res)), int(round((b.affine.c - x0) / res))) for b in boxes
     ]
     epsg = archives[0].tile.epsg
-    aoi_px = ~geometry_mask([_project(part, epsg)], out_shape=shape, transform=canvas_tr, all_touched=False)
+    aoi_px = ~geometry_mask([project_lonlat(part, epsg)], out_shape=shape, transform=canvas_tr, all_touched=False)
     total = int(aoi_px.sum())
     if total == 0:
         return 0, counts

@@ -1,0 +1,346 @@
+"""Tests for oxeo_flows.models: cloud masks, water models, the registry and predict_slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER
+from oxeo_flows.constellations import CONSTELLATIONS
+from oxeo_flows.errors import InputError
+from oxeo_flows.models import MODELS, get_model, predict_slice
+from oxeo_flows.models.cloud import qa_pixel_masks, scl_masks
+from oxeo_flows.models.registry import band_for
+
+S2 = CONSTELLATIONS["sentinel-2"]
+L8 = CONSTELLATIONS["landsat-8"]
+S2_SCALE = [1e-4] * 7 + [1.0]
+S2_OFFSET = [-0.1] * 7 + [0.0]
+LS_SCALE = [2.75e-5] * 6 + [1.0]
+LS_OFFSET = [-0.2] * 6 + [0.0]
+
+
+def s2_dn(reflectance: float) -> int:
+    """Sentinel-2 DN (baseline >= 04.00, offset not pre-subtracted) for a reflectance."""
+    return round((reflectance + 0.1) / 1e-4)
+
+
+def ls_dn(reflectance: float) -> int:
+    return round((reflectance + 0.2) / 2.75e-5)
+
+
+def s2_pixel(scl: int, base: dict[str, float] | None = None, **over: float) -> list[int]:
+    """One pixel as DN in S2.bands order.
+
+    `base` and `over` give values per band: a float is a reflectance (converted to DN), an int is
+    a raw DN (so `green=0` is the nodata DN and `green=65535` is saturated).
+    """
+    values: dict[str, float] = {
+        "blue": 0.03,
+        "green": 0.07,
+        "red": 0.04,
+        "nir": 0.35,
+        "nir08": 0.36,
+        "swir16": 0.20,
+        "swir22": 0.10,
+    }
+    values.update(base or {})
+    values.update(over)
+    dn = {b: v if isinstance(v, int) else s2_dn(v) for b, v in values.items()}
+    dn["scl"] = scl
+    return [dn[b] for b in S2.bands]
+
+
+def ls_pixel(green: float, swir16: float, nir08: float, qa: int) -> list[int]:
+    values = {
+        "blue": ls_dn(0.03),
+        "green": ls_dn(green),
+        "red": ls_dn(0.04),
+        "nir08": ls_dn(nir08),
+        "swir16": ls_dn(swir16),
+        "swir22": ls_dn(0.10),
+        "qa_pixel": qa,
+    }
+    return [values[b] for b in L8.bands]
+
+
+WATER = {"green": 0.055, "swir16": 0.006, "nir": 0.015}
+LAND = {"green": 0.07, "swir16": 0.20, "nir": 0.35}
+
+
+def stack(pixels: list[list[int]]) -> np.ndarray:
+    """(band, 1, n) uint16 array from per-pixel band lists."""
+    return np.asarray(pixels, dtype=np.uint16).T[:, None, :]
+
+
+def run_s2(pixels: list[list[int]], model: str = "mndwi", **params: float) -> list[int]:
+    mask = predict_slice(
+        stack(pixels), S2.bands, S2_SCALE, S2_OFFSET, S2, get_model(model, **params)
+    )
+    assert mask.dtype == np.uint8
+    assert mask.shape == (1, len(pixels))
+    return [int(v) for v in mask[0]]
+
+
+def run_ls(pixels: list[list[int]], model: str = "mndwi") -> list[int]:
+    mask = predict_slice(stack(pixels), L8.bands, LS_SCALE, LS_OFFSET, L8, get_model(model))
+    assert mask.dtype == np.uint8
+    return [int(v) for v in mask[0]]
+
+
+# --------------------------------------------------------------------------------------------------
+# registry
+
+
+def test_mask_codes() -> None:
+    assert (MASK_DRY, MASK_WATER, MASK_CLOUD, MASK_NODATA) == (0, 1, 254, 255)
+
+
+def test_registry_keys() -> None:
+    assert sorted(MODELS) == ["mndwi", "ndwi"]
+    assert get_model("mndwi").key == "mndwi-v1"
+    assert get_model("ndwi").key == "ndwi-v1"
+    assert get_model("mndwi", threshold=0.2).key == "mndwi-v1-t0.2"
+    assert get_model("ndwi", threshold=-0.05).key == "ndwi-v1-t-0.05"
+    assert get_model("mndwi").roles == ("green", "swir16")
+    assert get_model("ndwi").roles == ("green", "nir")
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(InputError) as exc:
+        get_model("cnn")
+    assert exc.value.parameter == "model"
+    assert "'cnn'" in str(exc.value)
+    assert "mndwi, ndwi" in str(exc.value)
+
+
+def test_band_for_roles() -> None:
+    assert band_for("nir", S2) == "nir"
+    assert band_for("nir", L8) == "nir08"
+    assert band_for("nir", CONSTELLATIONS["landsat-5"]) == "nir08"
+    assert band_for("green", L8) == "green"
+    assert band_for("swir16", S2) == "swir16"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sentinel-2
+
+
+def test_s2_water_land_and_scl_classes() -> None:
+    pixels = [
+        s2_pixel(6, WATER),  # water
+        s2_pixel(4, LAND),  # vegetation
+        s2_pixel(8, WATER),  # cloud medium
+        s2_pixel(9, WATER),  # cloud high
+        s2_pixel(10, WATER),  # cirrus
+        s2_pixel(3, LAND),  # cloud shadow
+        s2_pixel(1, WATER),  # saturated / defective
+        s2_pixel(0, WATER),  # no data
+        s2_pixel(2, WATER),  # dark area: NOT masked
+        s2_pixel(2, LAND),
+        s2_pixel(11, WATER),  # snow: not masked by default
+        s2_pixel(7, WATER),  # unclassified
+    ]
+    assert run_s2(pixels) == [1, 0, 254, 254, 254, 254, 254, 255, 1, 0, 1, 1]
+
+
+def test_s2_nodata_dn_zero() -> None:
+    pixels = [
+        s2_pixel(6, WATER, green=0),  # needed band DN 0
+        s2_pixel(6, WATER, swir16=0),
+        s2_pixel(9, WATER, green=0),  # nodata wins over cloud
+        s2_pixel(3, LAND, swir16=0),
+        s2_pixel(6, WATER, red=0, nir=0),  # bands MNDWI does not use
+        s2_pixel(0, WATER, green=0),
+    ]
+    assert run_s2(pixels) == [255, 255, 255, 255, 1, 255]
+
+
+def test_s2_boundary_and_saturation() -> None:
+    pixels = [
+        s2_pixel(6, green=2000, swir16=2000),  # MNDWI exactly 0: strict '>' -> dry
+        s2_pixel(6, green=65535, swir16=65535),  # saturated, equal -> dry
+        s2_pixel(6, green=65535, swir16=s2_dn(0.01)),  # saturated green -> water, not nodata
+        s2_pixel(6, green=s2_dn(0.01), swir16=65535),
+        s2_pixel(6, green=1000, swir16=1000),  # reflectance ~0/0 -> dry, not an error
+        s2_pixel(6, green=s2_dn(0.0501), swir16=s2_dn(0.0500)),  # barely positive
+    ]
+    assert run_s2(pixels) == [0, 0, 1, 0, 0, 1]
+
+
+def test_s2_offset_matters() -> None:
+    # DN green 1300 (0.03), swir16 1200 (0.02): MNDWI = 0.01 / 0.05 = 0.2 with the -0.1
+    # offset, 0.13 - 0.12 / 0.25 = 0.04 without; threshold 0.1 tells them apart.
+    pixels = [s2_pixel(6, green=1300, swir16=1200)]
+    assert run_s2(pixels) == [1]
+    model = get_model("mndwi", threshold=0.1)
+    data = stack(pixels)
+    with_offset = predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, model)
+    without = predict_slice(data, S2.bands, S2_SCALE, [0.0] * 8, S2, model)
+    assert with_offset.tolist() == [[1]]
+    assert without.tolist() == [[0]]
+
+
+def test_s2_threshold_changes_result() -> None:
+    # MNDWI = (0.11 - 0.09) / 0.20 = 0.1
+    pixels = [
+        s2_pixel(6, green=s2_dn(0.11), swir16=s2_dn(0.09)),
+        s2_pixel(6, green=s2_dn(0.30), swir16=s2_dn(0.10)),  # MNDWI 0.5
+        s2_pixel(4, LAND),
+    ]
+    assert run_s2(pixels) == [1, 1, 0]
+    assert run_s2(pixels, threshold=0.2) == [0, 1, 0]
+
+
+def test_s2_ndwi_uses_nir_not_swir_or_nir08() -> None:
+    pixels = [
+        # NDWI water (green > nir), MNDWI dry (swir16 > green), nir08 high
+        s2_pixel(6, green=0.06, nir=0.02, swir16=0.20, nir08=s2_dn(0.40)),
+        # NDWI dry (nir > green), MNDWI water
+        s2_pixel(6, green=0.06, nir=0.30, swir16=0.01),
+        s2_pixel(6, green=0.06, nir=0.02, swir16=0.20, nir08=0),  # nir08 DN 0 unused
+        s2_pixel(6, green=0.06, nir=0.02, swir16=0),  # swir16 DN 0 unused by NDWI
+        s2_pixel(6, green=0.06, nir=0),  # nir DN 0 -> nodata
+    ]
+    assert run_s2(pixels, "ndwi") == [1, 0, 1, 1, 255]
+    assert run_s2(pixels, "mndwi") == [0, 1, 0, 255, 0]  # last: swir16 0.20 > green
+
+
+def test_s2_two_dimensional_slice() -> None:
+    rows = [
+        [s2_pixel(6, WATER), s2_pixel(5, LAND)],
+        [s2_pixel(9, WATER), s2_pixel(0, WATER)],
+        [s2_pixel(4, LAND), s2_pixel(2, WATER)],
+    ]
+    data = np.asarray(rows, dtype=np.uint16).transpose(2, 0, 1)
+    assert data.shape == (8, 3, 2)
+    mask = predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, get_model("mndwi"))
+    assert mask.tolist() == [[1, 0], [254, 255], [0, 1]]
+
+
+def test_predict_slice_does_not_modify_input() -> None:
+    data = stack([s2_pixel(9, WATER, green=0), s2_pixel(6, LAND)])
+    before = data.copy()
+    predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, get_model("mndwi"))
+    np.testing.assert_array_equal(data, before)
+
+
+# --------------------------------------------------------------------------------------------------
+# Landsat 8
+
+
+QA_CLEAR_LAND = 21824
+QA_CLEAR_WATER = 21952
+QA_CLOUD = 22280
+QA_SHADOW = 23888
+QA_FILL = 1
+QA_DILATED = 21762
+QA_CIRRUS = 54596
+
+
+def test_qa_example_values_have_the_documented_bits() -> None:
+    def bits(v: int) -> set[int]:
+        return {b for b in range(16) if v >> b & 1}
+
+    assert bits(QA_CLEAR_LAND) == {6, 8, 10, 12, 14}
+    assert bits(QA_CLEAR_WATER) == {6, 7, 8, 10, 12, 14}
+    assert {3, 8, 9} <= bits(QA_CLOUD) and 6 not in bits(QA_CLOUD)
+    assert {4, 10, 11} <= bits(QA_SHADOW) and 3 not in bits(QA_SHADOW)
+    assert {1} <= bits(QA_DILATED) and not {0, 2, 3, 4} & bits(QA_DILATED)
+    assert {2, 14, 15} <= bits(QA_CIRRUS) and not {0, 1, 3, 4} & bits(QA_CIRRUS)
+
+
+def test_landsat_qa_pixel() -> None:
+    water = {"green": 0.055, "swir16": 0.006, "nir08": 0.012}
+    land = {"green": 0.07, "swir16": 0.20, "nir08": 0.35}
+    pixels = [
+        ls_pixel(**land, qa=QA_CLEAR_LAND),
+        ls_pixel(**water, qa=QA_CLEAR_WATER),
+        ls_pixel(**water, qa=QA_CLEAR_LAND),  # bit 7 is not the water product: MNDWI decides
+        ls_pixel(**land, qa=QA_CLEAR_WATER),
+        ls_pixel(**water, qa=QA_CLOUD),
+        ls_pixel(**land, qa=QA_SHADOW),
+        ls_pixel(**water, qa=QA_FILL),
+        ls_pixel(**water, qa=QA_DILATED),
+        ls_pixel(**water, qa=QA_CIRRUS),
+        ls_pixel(**water, qa=0),
+        ls_pixel(**water, qa=QA_FILL | (1 << 3)),  # fill wins over cloud
+    ]
+    assert run_ls(pixels) == [0, 1, 1, 0, 254, 254, 255, 254, 254, 255, 255]
+
+
+def test_landsat_nodata_dn_zero_and_scaling() -> None:
+    pixels = [
+        ls_pixel(0.055, 0.006, 0.012, QA_CLEAR_WATER),
+        ls_pixel(0.055, 0.006, 0.012, QA_CLEAR_WATER),
+        ls_pixel(0.055, 0.006, 0.012, QA_CLOUD),
+    ]
+    pixels[1][L8.bands.index("green")] = 0
+    pixels[2][L8.bands.index("swir16")] = 0
+    assert run_ls(pixels) == [1, 255, 255]
+
+
+def test_landsat_scale_and_offset_applied() -> None:
+    # green DN 8000 -> 0.02, swir16 DN 7600 -> 0.009: MNDWI = 0.011 / 0.029 = 0.38 with the
+    # -0.2 offset; threshold 0.3 separates it from the no-offset value (400 / 15600 = 0.026).
+    data = stack([ls_pixel(0.02, 0.009, 0.3, QA_CLEAR_WATER)])
+    model = get_model("mndwi", threshold=0.3)
+    assert predict_slice(data, L8.bands, LS_SCALE, LS_OFFSET, L8, model).tolist() == [[1]]
+    no_offset = [0.0] * 7
+    assert predict_slice(data, L8.bands, LS_SCALE, no_offset, L8, model).tolist() == [[0]]
+
+
+def test_landsat_ndwi_uses_nir08() -> None:
+    pixels = [
+        ls_pixel(green=0.06, swir16=0.20, nir08=0.02, qa=QA_CLEAR_WATER),  # NDWI water
+        ls_pixel(green=0.06, swir16=0.01, nir08=0.30, qa=QA_CLEAR_LAND),  # NDWI dry
+    ]
+    assert run_ls(pixels, "ndwi") == [1, 0]
+    assert run_ls(pixels, "mndwi") == [0, 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# cloud masks directly
+
+
+def test_scl_masks_default() -> None:
+    scl = np.arange(12, dtype=np.uint8)
+    nodata, cloud = scl_masks(scl)
+    assert nodata.tolist() == [c == 0 for c in range(12)]
+    assert np.flatnonzero(cloud).tolist() == [1, 3, 8, 9, 10]
+    assert nodata.dtype == bool and cloud.dtype == bool
+
+
+def test_scl_masks_custom_invalid_set() -> None:
+    scl = np.array([[0, 2, 11], [6, 9, 3]], dtype=np.uint8)
+    nodata, cloud = scl_masks(scl, frozenset({0, 9, 11}))
+    assert nodata.tolist() == [[True, False, False], [False, False, False]]
+    assert cloud.tolist() == [[False, False, True], [False, True, False]]  # 0 never cloud
+
+
+def test_qa_pixel_masks_default() -> None:
+    qa = np.array(
+        [
+            QA_CLEAR_LAND,
+            QA_CLEAR_WATER,
+            QA_CLOUD,
+            QA_SHADOW,
+            QA_FILL,
+            QA_DILATED,
+            QA_CIRRUS,
+            0,
+            1 << 5,
+            1 << 7,
+        ],
+        dtype=np.uint16,
+    )
+    nodata, cloud = qa_pixel_masks(qa)
+    assert nodata.tolist() == [False, False, False, False, True, False, False, True, False, False]
+    assert cloud.tolist() == [False, False, True, True, False, True, True, False, False, False]
+
+
+def test_qa_pixel_masks_custom_bits() -> None:
+    qa = np.array([QA_CLOUD, QA_DILATED, QA_SHADOW, QA_CIRRUS, 1 << 5], dtype=np.uint16)
+    nodata, cloud = qa_pixel_masks(qa, invalid_bits=(3, 5))
+    assert not nodata.any()
+    assert cloud.tolist() == [True, False, False, False, True]

@@ -1,0 +1,299 @@
+"""Tests for oxeo_flows.store (SQLite results database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from shapely.geometry import MultiPolygon, Polygon, box
+from sqlalchemy.engine import Engine
+
+from oxeo_flows import store
+from oxeo_flows.aoi import AOI
+from oxeo_flows.errors import InputError
+from oxeo_flows.timeseries import Observation
+
+LAKE_A = AOI("lake-a", "Lake A", box(30.0, -1.0, 30.1, -0.9), {"kind": "lake", "basin": 12})
+LAKE_B = AOI(
+    "lake-b",
+    "Lake B",
+    MultiPolygon([box(31.0, -1.0, 31.2, -0.8), box(31.3, -1.0, 31.4, -0.9)]),
+    {"tags": ["reservoir", "dam"], "nested": {"depth_m": 12.5}},
+)
+T0 = datetime(2024, 3, 10, 9, 30, 15)
+
+
+def obs(
+    aoi_id: str = "lake-a",
+    acquired_at: datetime = T0,
+    constellation: str = "sentinel-2",
+    model: str = "mndwi-v1",
+    water_px: int = 100,
+    **kw: object,
+) -> Observation:
+    fields: dict[str, object] = {
+        "aoi_id": aoi_id,
+        "acquired_at": acquired_at,
+        "solar_day": acquired_at.date(),
+        "constellation": constellation,
+        "model": model,
+        "water_area_m2": water_px * 100.0,
+        "water_px": water_px,
+        "valid_px": 900,
+        "cloud_px": 60,
+        "nodata_px": 40,
+        "total_px": 1000,
+        "valid_fraction": 0.9,
+        "cloud_fraction": 0.06,
+        "usable": True,
+        "pixel_size_m": 10.0,
+        "tiles": ["36M_0123_9876"],
+    }
+    fields.update(kw)
+    return Observation(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = store.connect(f"sqlite:///{tmp_path / 'oxeo.db'}")
+    store.upsert_aois(eng, [LAKE_A, LAKE_B])
+    yield eng
+    eng.dispose()
+
+
+def _count(engine: Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_connect_creates_schema_and_folder(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "oxeo.db"
+    eng = store.connect(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+        insp = sa.inspect(eng)
+        assert set(insp.get_table_names()) == {"aoi", "water_observation", "flow_run"}
+        cols = {c["name"] for c in insp.get_columns("water_observation")}
+        assert set(store.OBSERVATION_FIELDS) <= cols
+        uniques = insp.get_unique_constraints("water_observation")
+        assert [u["column_names"] for u in uniques] == [
+            ["aoi_id", "acquired_at", "constellation", "model"]
+        ]
+        fks = insp.get_foreign_keys("water_observation")
+        assert [(f["referred_table"], f["constrained_columns"]) for f in fks] == [
+            ("aoi", ["aoi_id"])
+        ]
+    finally:
+        eng.dispose()
+    # connecting again to an existing database is fine and keeps the data
+    eng = store.connect(f"sqlite:///{path}")
+    store.upsert_aois(eng, [LAKE_A])
+    eng.dispose()
+    eng = store.connect(f"sqlite:///{path}")
+    assert [a.id for a in store.get_aois(eng, ["lake-a"])] == ["lake-a"]
+    eng.dispose()
+
+
+def test_connect_rejects_bad_url() -> None:
+    with pytest.raises(InputError) as exc:
+        store.connect("not a url")
+    assert exc.value.parameter == "database_url"
+    assert "'not a url'" in str(exc.value)
+
+
+def test_aoi_round_trip(engine: Engine) -> None:
+    got = store.get_aois(engine, ["lake-b", "missing", "lake-a"])
+    assert [a.id for a in got] == ["lake-b", "lake-a"]
+    b, a = got
+    assert a == LAKE_A
+    assert b == LAKE_B
+    assert a.geometry.equals(LAKE_A.geometry)
+    assert b.geometry.equals(LAKE_B.geometry)
+    assert isinstance(a.geometry, MultiPolygon)
+    assert a.name == "Lake A"
+    assert a.properties == {"kind": "lake", "basin": 12}
+    assert b.properties == {"tags": ["reservoir", "dam"], "nested": {"depth_m": 12.5}}
+    assert a.geometry_hash == LAKE_A.geometry_hash
+    assert store.get_aois(engine, ["missing"]) == []
+    assert store.get_aois(engine, []) == []
+
+
+def test_aoi_upsert_updates(engine: Engine) -> None:
+    moved = AOI("lake-a", "Lake A (renamed)", Polygon(box(30.0, -1.0, 30.2, -0.9)), {"v": 2})
+    store.upsert_aois(engine, [moved])
+    store.upsert_aois(engine, [])
+    assert _count(engine, store.aoi_table) == 2
+    (got,) = store.get_aois(engine, ["lake-a"])
+    assert got.name == "Lake A (renamed)"
+    assert got.geometry.equals(moved.geometry)
+    assert got.properties == {"v": 2}
+    with engine.connect() as conn:
+        h = conn.execute(
+            sa.select(store.aoi_table.c.geometry_hash).where(store.aoi_table.c.id == "lake-a")
+        ).scalar_one()
+    assert h == moved.geometry_hash != LAKE_A.geometry_hash
+
+
+def test_upsert_observations_is_idempotent_and_updates(engine: Engine) -> None:
+    first = [obs(), obs(acquired_at=T0 + timedelta(days=5), water_px=120)]
+    assert store.upsert_observations(engine, first, "run-1") == 2
+    assert _count(engine, store.observation_table) == 2
+    changed = [
+        obs(water_px=150, usable=False, tiles=["a", "b"]),
+        obs(acquired_at=T0 + timedelta(days=5), water_px=130),
+    ]
+    assert store.upsert_observations(engine, changed, "run-2") == 2
+    assert _count(engine, store.observation_table) == 2
+    rows = store.query_observations(engine)
+    assert [(r["acquired_at"], r["water_px"], r["water_area_m2"]) for r in rows] == [
+        (T0, 150, 15000.0),
+        (T0 + timedelta(days=5), 130, 13000.0),
+    ]
+    assert rows[0]["usable"] is False
+    assert rows[0]["tiles"] == ["a", "b"]
+    assert {r["flow_run_id"] for r in rows} == {"run-2"}
+    # identical rerun: identical row set
+    before = [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]
+    store.upsert_observations(engine, changed, "run-2")
+    after = [
+        {k: v for k, v in r.items() if k != "computed_at"} for r in store.query_observations(engine)
+    ]
+    assert after == before
+
+
+def test_upsert_observations_other_model_or_constellation_adds_rows(engine: Engine) -> None:
+    store.upsert_observations(engine, [obs()], None)
+    store.upsert_observations(engine, [obs(model="ndwi-v1")], None)
+    store.upsert_observations(engine, [obs(constellation="landsat-8", pixel_size_m=30.0)], None)
+    store.upsert_observations(engine, [obs(aoi_id="lake-b")], None)
+    assert _count(engine, store.observation_table) == 4
+    keys = [(r["aoi_id"], r["constellation"], r["model"]) for r in store.query_observations(engine)]
+    assert keys == [
+        ("lake-a", "landsat-8", "mndwi-v1"),
+        ("lake-a", "sentinel-2", "mndwi-v1"),
+        ("lake-a", "sentinel-2", "ndwi-v1"),
+        ("lake-b", "sentinel-2", "mndwi-v1"),
+    ]
+
+
+def test_upsert_observations_empty(engine: Engine) -> None:
+    assert store.upsert_observations(engine, [], "run") == 0
+    assert _count(engine, store.observation_table) == 0
+
+
+def test_aware_datetimes_stored_as_naive_utc(engine: Engine) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    local = datetime(2024, 3, 10, 10, 0, tzinfo=plus2)
+    store.upsert_observations(engine, [obs(acquired_at=local, water_px=1)], None)
+    (row,) = store.query_observations(engine)
+    assert row["acquired_at"] == datetime(2024, 3, 10, 8, 0)
+    assert row["acquired_at"].tzinfo is None
+    assert row["computed_at"].tzinfo is None
+    assert abs(row["computed_at"] - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=5)
+    same_instant = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
+    store.upsert_observations(engine, [obs(acquired_at=same_instant, water_px=2)], None)
+    rows = store.query_observations(engine)
+    assert len(rows) == 1
+    assert rows[0]["water_px"] == 2
+    assert rows[0]["acquired_at"] == datetime(2024, 3, 10, 8, 0)
+
+
+def test_query_observations_ordering_and_filters(engine: Engine) -> None:
+    d1, d2 = T0, T0 + timedelta(days=1)
+    given = [
+        obs("lake-b", d2, "sentinel-2", "mndwi-v1"),
+        obs("lake-a", d2, "sentinel-2", "mndwi-v1"),
+        obs("lake-a", d1, "sentinel-2", "ndwi-v1"),
+        obs("lake-b", d1, "landsat-8", "mndwi-v1"),
+        obs("lake-a", d1, "landsat-8", "mndwi-v1"),
+        obs("lake-a", d1, "sentinel-2", "mndwi-v1"),
+    ]
+    store.upsert_observations(engine, given, "r")
+
+    def keys(rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return [(r["aoi_id"], r["acquired_at"], r["constellation"], r["model"]) for r in rows]
+
+    expected = sorted((o.aoi_id, o.acquired_at, o.constellation, o.model) for o in given)
+    assert keys(store.query_observations(engine)) == expected
+    assert keys(store.query_observations(engine, ["lake-b"])) == [
+        ("lake-b", d1, "landsat-8", "mndwi-v1"),
+        ("lake-b", d2, "sentinel-2", "mndwi-v1"),
+    ]
+    assert keys(store.query_observations(engine, None, "landsat-8")) == [
+        ("lake-a", d1, "landsat-8", "mndwi-v1"),
+        ("lake-b", d1, "landsat-8", "mndwi-v1"),
+    ]
+    assert keys(store.query_observations(engine, ["lake-a"], "sentinel-2")) == [
+        ("lake-a", d1, "sentinel-2", "mndwi-v1"),
+        ("lake-a", d1, "sentinel-2", "ndwi-v1"),
+        ("lake-a", d2, "sentinel-2", "mndwi-v1"),
+    ]
+    assert store.query_observations(engine, ["nobody"]) == []
+    row = store.query_observations(engine, ["lake-a"], "landsat-8")[0]
+    assert row["solar_day"] == date(2024, 3, 10)
+    assert row["flow_run_id"] == "r"
+    assert set(row) == {"id", *store.OBSERVATION_FIELDS}
+
+
+def test_foreign_key_violation_rolls_back(engine: Engine) -> None:
+    good = obs()
+    orphan = replace(obs(), aoi_id="no-such-aoi")
+    with pytest.raises(sa.exc.IntegrityError):
+        store.upsert_observations(engine, [good, orphan], "run")
+    assert _count(engine, store.observation_table) == 0
+    with pytest.raises(sa.exc.IntegrityError):
+        store.upsert_observations(engine, [orphan], "run")
+    assert _count(engine, store.observation_table) == 0
+
+
+def test_record_flow_run(engine: Engine) -> None:
+    started = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=-3)))
+    params = {
+        "aoi": ["lake-a", "lake-b"],
+        "start_date": date(2024, 1, 1),
+        "end_date": date(2024, 3, 31),
+        "tile_size_m": 10000,
+        "catalog": None,
+    }
+    store.record_flow_run(
+        engine,
+        flow="water",
+        flow_run_id="0f1e2d3c",
+        parameters=params,
+        started_at=started,
+        state="COMPLETED",
+        counts={"rows_written": 4, "timings_s": {"extract": 1.5}},
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(store.flow_run_table))]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["flow"] == "water"
+    assert row["flow_run_id"] == "0f1e2d3c"
+    assert row["state"] == "COMPLETED"
+    assert row["parameters"] == {
+        "aoi": ["lake-a", "lake-b"],
+        "start_date": "2024-01-01",
+        "end_date": "2024-03-31",
+        "tile_size_m": 10000,
+        "catalog": None,
+    }
+    assert row["counts"] == {"rows_written": 4, "timings_s": {"extract": 1.5}}
+    assert row["started_at"] == datetime(2024, 5, 1, 15, 0)
+    assert row["finished_at"].tzinfo is None
+    assert row["finished_at"] >= datetime(2024, 5, 1, 15, 0)
+    # appended, not upserted
+    store.record_flow_run(
+        engine,
+        flow="water",
+        flow_run_id="0f1e2d3c",
+        parameters={},
+        started_at=started,
+        state="FAILED",
+        counts={},
+    )
+    assert _count(engine, store.flow_run_table) == 2
