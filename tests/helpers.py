@@ -10,8 +10,8 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import Transformer
-from shapely.geometry.base import BaseGeometry
 from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
 
 from oxeo_flows.catalog import AssetRef, Scene
 from oxeo_flows.constellations import CONSTELLATIONS
@@ -30,8 +30,17 @@ def utm_to_lonlat(geom: BaseGeometry, epsg: int) -> BaseGeometry:
 
 def write_cog(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0) -> None:
     with rasterio.open(
-        path, "w", driver="COG", width=arr.shape[1], height=arr.shape[0], count=1,
-        dtype=arr.dtype, crs=crs, transform=transform, nodata=nodata, compress="DEFLATE",
+        path,
+        "w",
+        driver="COG",
+        width=arr.shape[1],
+        height=arr.shape[0],
+        count=1,
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        compress="DEFLATE",
     ) as ds:
         ds.write(arr, 1)
 
@@ -69,13 +78,23 @@ def make_s2_scene(
         arrays[band] = arr
         qa = band == "scl"
         assets[band] = AssetRef(
-            band=band, href=str(path), scale=1.0 if qa else 1e-4,
-            offset=0.0 if qa else dn_offset * 1e-4, nodata=0, crs=f"EPSG:{epsg}",
-            shape=arr.shape, transform=tuple(tr)[:6],  # type: ignore[arg-type]
+            band=band,
+            href=str(path),
+            scale=1.0 if qa else 1e-4,
+            offset=0.0 if qa else dn_offset * 1e-4,
+            nodata=0,
+            crs=f"EPSG:{epsg}",
+            shape=arr.shape,
+            transform=tuple(tr)[:6],  # type: ignore[arg-type]
         )
     fp = utm_to_lonlat(box(x0, y0 - size_10m * 10, x0 + size_10m * 10, y0), epsg)
     scene = Scene(
-        id=scene_id, datetime=when, constellation="sentinel-2", collection="sentinel-2-l2a",
-        geometry=mapping(fp), processing_baseline="05.10", assets=assets,
+        id=scene_id,
+        datetime=when,
+        constellation="sentinel-2",
+        collection="sentinel-2-l2a",
+        geometry=mapping(fp),
+        processing_baseline="05.10",
+        assets=assets,
     )
     return scene, arrays

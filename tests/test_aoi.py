@@ -123,10 +123,12 @@ def test_ids_via_lookup() -> None:
 
 
 def test_id_precedence() -> None:
-    aois = parse_aoi(collection(
-        feature(polygon(SQUARE), id="feat", properties={"id": "prop"}),
-        feature(polygon(OTHER), id=42),
-    ))
+    aois = parse_aoi(
+        collection(
+            feature(polygon(SQUARE), id="feat", properties={"id": "prop"}),
+            feature(polygon(OTHER), id=42),
+        )
+    )
     assert [a.id for a in aois] == ["feat", "42"]
     [by_prop] = parse_aoi(feature(properties={"id": 5}))
     assert by_prop.id == "5"
@@ -176,9 +178,7 @@ def test_aoi_dataclass() -> None:
         AOI("../x", "X", MultiPolygon([Polygon(SQUARE)]))
 
 
-@pytest.mark.parametrize(
-    "good", ["a", "A1", "lake_victoria-2024.v1", "0", "x" * 128, "aoi-0123456789abcdef"]
-)
+@pytest.mark.parametrize("good", ["a", "A1", "lake_victoria-2024.v1", "0", "x" * 128, "aoi-0123456789abcdef"])
 def test_valid_ids(good: str) -> None:
     assert validate_aoi_id(good) == good
     assert re.fullmatch(AOI_ID_PATTERN, good)
@@ -186,8 +186,24 @@ def test_valid_ids(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "../etc", "a/b", "a\\b", "a..b", ".hidden", "-x", "a b", "a;DROP TABLE", "a'b", 'a"b',
-     "x" * 129, "a\n", "é", "a%2Fb", "a*"],
+    [
+        "",
+        "../etc",
+        "a/b",
+        "a\\b",
+        "a..b",
+        ".hidden",
+        "-x",
+        "a b",
+        "a;DROP TABLE",
+        "a'b",
+        'a"b',
+        "x" * 129,
+        "a\n",
+        "é",
+        "a%2Fb",
+        "a*",
+    ],
 )
 def test_invalid_ids(bad: str) -> None:
     with pytest.raises(InputError) as exc:
@@ -216,8 +232,13 @@ def test_names() -> None:
 
 # -- rejections ------------------------------------------------------------------------------------
 
-BIG: list[list[Any]] = [[500000, 4990000], [510000, 4990000], [510000, 5000000], [500000, 5000000],
-       [500000, 4990000]]
+BIG: list[list[Any]] = [
+    [500000, 4990000],
+    [510000, 4990000],
+    [510000, 5000000],
+    [500000, 5000000],
+    [500000, 4990000],
+]
 ANTIMERIDIAN = [[170.0, 0.0], [-170.0, 0.0], [-170.0, 10.0], [170.0, 10.0], [170.0, 0.0]]
 FLAT = [[30.0, 0.0], [30.1, 0.1], [30.2, 0.2], [30.0, 0.0]]
 LINE_RING = [[30.0, 0.0], [30.1, 0.1], [30.2, 0.2], [30.1, 0.1], [30.0, 0.0]]
@@ -231,14 +252,30 @@ def _shifted(ring: list[list[float]], dx: float = 0.0, dy: float = 0.0) -> list[
 
 REJECTIONS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("malformed json", '{"type": "Feature", ', {}, "malformed GeoJSON"),
-    ("point", {"type": "Point", "coordinates": [30, 0]}, {},
-     "expected Polygon or MultiPolygon, got Point"),
-    ("linestring feature", feature({"type": "LineString", "coordinates": [[30, 0], [31, 1]]}), {},
-     "expected Polygon or MultiPolygon, got LineString"),
-    ("geometry collection", feature({"type": "GeometryCollection", "geometries": [polygon()]}), {},
-     "expected Polygon or MultiPolygon, got GeometryCollection"),
-    ("null geometry", {"type": "Feature", "geometry": None, "properties": {}}, {},
-     "geometry is null"),
+    (
+        "point",
+        {"type": "Point", "coordinates": [30, 0]},
+        {},
+        "expected Polygon or MultiPolygon, got Point",
+    ),
+    (
+        "linestring feature",
+        feature({"type": "LineString", "coordinates": [[30, 0], [31, 1]]}),
+        {},
+        "expected Polygon or MultiPolygon, got LineString",
+    ),
+    (
+        "geometry collection",
+        feature({"type": "GeometryCollection", "geometries": [polygon()]}),
+        {},
+        "expected Polygon or MultiPolygon, got GeometryCollection",
+    ),
+    (
+        "null geometry",
+        {"type": "Feature", "geometry": None, "properties": {}},
+        {},
+        "geometry is null",
+    ),
     ("empty coordinates", {"type": "Polygon", "coordinates": []}, {}, "empty geometry"),
     ("empty multipolygon", {"type": "MultiPolygon", "coordinates": []}, {}, "empty geometry"),
     ("lon 200", polygon(_shifted(SQUARE, dx=170)), {}, "longitude 200"),
@@ -246,13 +283,20 @@ REJECTIONS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("lat 85", polygon(_shifted(SQUARE, dy=85.5)), {}, "latitude 84.5"),
     ("projected", polygon(BIG), {}, "projected coordinates?"),
     ("string coordinates", polygon([[str(x), y] for x, y in SQUARE]), {}, "finite numbers"),
-    ("nan coordinates", '{"type":"Polygon","coordinates":[[[NaN,0],[1,0],[1,1],[NaN,0]]]}', {},
-     "finite numbers"),
+    (
+        "nan coordinates",
+        '{"type":"Polygon","coordinates":[[[NaN,0],[1,0],[1,1],[NaN,0]]]}',
+        {},
+        "finite numbers",
+    ),
     ("bowtie", polygon(BOWTIE), {}, "pass repair=True to fix it with make_valid"),
     ("bowtie explained", polygon(BOWTIE), {}, "Self-intersection"),
-    ("overlapping multipolygon",
-     {"type": "MultiPolygon", "coordinates": [[SQUARE], [_shifted(SQUARE, dx=0.05)]]}, {},
-     "invalid geometry"),
+    (
+        "overlapping multipolygon",
+        {"type": "MultiPolygon", "coordinates": [[SQUARE], [_shifted(SQUARE, dx=0.05)]]},
+        {},
+        "invalid geometry",
+    ),
     ("antimeridian", polygon(ANTIMERIDIAN), {}, "antimeridian"),
     ("antimeridian split hint", polygon(ANTIMERIDIAN), {}, "split it"),
     ("crs member", collection(feature(id="a"), crs=EPSG_32636), {}, "is not WGS84"),
@@ -268,16 +312,24 @@ REJECTIONS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("empty list", [], {"lookup": FakeDb()}, "empty AOI input"),
     ("missing file", "nope.geojson", {}, "file not found: nope.geojson"),
     ("missing url", "file:///nonexistent/dir/aoi", {}, "file not found"),
-    ("duplicate feature ids", collection(feature(id="a"), feature(polygon(OTHER), id="a")), {},
-     "duplicate AOI id(s): a"),
+    (
+        "duplicate feature ids",
+        collection(feature(id="a"), feature(polygon(OTHER), id="a")),
+        {},
+        "duplicate AOI id(s): a",
+    ),
     ("duplicate hashed ids", collection(feature(), feature()), {}, "duplicate AOI id"),
     ("duplicate lookup ids", "a,a", {"lookup": FakeDb("a")}, "duplicate AOI id(s): a"),
     ("lookup returns fewer", "a,x,y", {"lookup": FakeDb("a")}, "unknown AOI id(s): x, y"),
     ("ids without lookup", "a,b", {}, "AOI ids need a database"),
     ("int without lookup", 3, {}, "AOI ids need a database"),
     ("ring of 3 points", polygon(SQUARE[:2] + SQUARE[-1:]), {}, "at least 4 positions"),
-    ("hole of 3 points", {"type": "Polygon", "coordinates": [SQUARE, SQUARE[:3]]}, {},
-     "hole 0: a linear ring needs at least 4 positions"),
+    (
+        "hole of 3 points",
+        {"type": "Polygon", "coordinates": [SQUARE, SQUARE[:3]]},
+        {},
+        "hole 0: a linear ring needs at least 4 positions",
+    ),
     ("unclosed ring", polygon(OPEN), {}, "not closed"),
     ("zero area", polygon(FLAT), {}, "zero area"),
     ("zero area line ring", polygon(LINE_RING), {}, "zero area"),
@@ -306,10 +358,12 @@ def test_rejection_names_the_feature() -> None:
     with pytest.raises(InputError, match=r"feature 1 \(id 'bad-one'\)"):
         parse_aoi(bad)
     with pytest.raises(InputError, match=r"feature 1 polygon 0"):
-        parse_aoi(collection(
-            feature(id="ok"),
-            feature({"type": "MultiPolygon", "coordinates": [[BIG]]}),
-        ))
+        parse_aoi(
+            collection(
+                feature(id="ok"),
+                feature({"type": "MultiPolygon", "coordinates": [[BIG]]}),
+            )
+        )
 
 
 def test_malformed_file(tmp_path: Path) -> None:

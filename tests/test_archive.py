@@ -55,7 +55,13 @@ def test_layout_and_grid_metadata(tmp_path: Path) -> None:
 
 def test_incremental_both_directions_and_sorted_reads(tmp_path: Path) -> None:
     arc = Archive(str(tmp_path), TILE, S2)
-    days = [date(2024, 3, 1), date(2024, 4, 1), date(2024, 1, 1), date(2024, 5, 1), date(2023, 12, 1)]
+    days = [
+        date(2024, 3, 1),
+        date(2024, 4, 1),
+        date(2024, 1, 1),
+        date(2024, 5, 1),
+        date(2023, 12, 1),
+    ]
     for i, d in enumerate(days):
         assert arc.write_slice(_slice(i + 1), _meta(d)) == i  # appended in arrival order
     ds = open_archive(arc.path)
@@ -158,8 +164,15 @@ def test_paths_cannot_escape_storage(tmp_path: Path, bad: str) -> None:
 def test_times_must_be_timezone_aware(tmp_path: Path) -> None:
     arc = Archive(str(tmp_path), TILE, S2)
     m = _meta(date(2024, 1, 1))
-    naive = SliceMeta(m.time.replace(tzinfo=None), m.solar_day, m.item_ids, m.processing_baseline,
-                      m.scale, m.offset, m.valid_fraction)
+    naive = SliceMeta(
+        m.time.replace(tzinfo=None),
+        m.solar_day,
+        m.item_ids,
+        m.processing_baseline,
+        m.scale,
+        m.offset,
+        m.valid_fraction,
+    )
     with pytest.raises(ValueError, match="timezone"):
         arc.write_slice(_slice(1), naive)
     assert not arc.exists()

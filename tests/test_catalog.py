@@ -56,17 +56,13 @@ def _geometry(lon: float = 15.0, lat: float = 45.0, half: float = 0.05) -> dict[
     return mapping(box(lon - half, lat - half, lon + half, lat + half))
 
 
-def _asset(
-    key: str, raster: list[dict[str, Any]], *, proj: bool = True, **extra: Any
-) -> pystac.Asset:
+def _asset(key: str, raster: list[dict[str, Any]], *, proj: bool = True, **extra: Any) -> pystac.Asset:
     fields: dict[str, Any] = {"raster:bands": [dict(b) for b in raster], **extra}
     if proj:
         coarse = key in ("nir08", "swir16", "swir22", "scl", "B8A", "B11", "B12", "SCL")
         fields["proj:shape"] = SHAPE_20M if coarse else SHAPE_10M
         fields["proj:transform"] = TRANSFORM_20M if coarse else TRANSFORM_10M
-    return pystac.Asset(
-        href=f"{BASE}/{key}.tif", media_type=pystac.MediaType.COG, extra_fields=fields
-    )
+    return pystac.Asset(href=f"{BASE}/{key}.tif", media_type=pystac.MediaType.COG, extra_fields=fields)
 
 
 def s2_item(
@@ -483,9 +479,7 @@ def test_search_static_other_collection(static_catalog: Path) -> None:
 def test_search_static_end_date_inclusive_single_day(static_catalog: Path) -> None:
     items = search_items(str(static_catalog), AOI, END, END, ["sentinel-2-l2a"])
     assert [i.id for i in items] == ["last-microsecond"]
-    items = search_items(
-        str(static_catalog), AOI, date(2024, 2, 29), date(2024, 2, 29), ["sentinel-2-l2a"]
-    )
+    items = search_items(str(static_catalog), AOI, date(2024, 2, 29), date(2024, 2, 29), ["sentinel-2-l2a"])
     assert [i.id for i in items] == ["before-start"]
 
 

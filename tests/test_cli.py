@@ -130,9 +130,7 @@ def test_parse_params_json_values() -> None:
 
 
 def test_parse_params_plain_strings() -> None:
-    got = parse_params(
-        ["start_date=2024-01-01", "aoi=lake-a,lake-b", "a=b=c", "empty=", "path=./x.geojson"]
-    )
+    got = parse_params(["start_date=2024-01-01", "aoi=lake-a,lake-b", "a=b=c", "empty=", "path=./x.geojson"])
     assert got == {
         "start_date": "2024-01-01",
         "aoi": "lake-a,lake-b",
@@ -163,9 +161,7 @@ def test_parse_params_duplicate_key() -> None:
 # run: bad input exits 2 with one line and writes nothing
 
 
-def _run_bad(
-    argv: list[str], capsys: pytest.CaptureFixture[str], workdir: Path, prefix: str
-) -> str:
+def _run_bad(argv: list[str], capsys: pytest.CaptureFixture[str], workdir: Path, prefix: str) -> str:
     code = main(argv)
     out, err = capsys.readouterr()
     assert code == 2
@@ -186,9 +182,7 @@ def test_run_unknown_flow(capsys: pytest.CaptureFixture[str], workdir: Path) -> 
     assert "extract, predict, timeseries, water" in line
 
 
-def test_run_unknown_param(
-    capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path
-) -> None:
+def test_run_unknown_param(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path) -> None:
     argv = [
         "run",
         "water",
@@ -243,18 +237,14 @@ def test_run_bad_date(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_fil
     _run_bad(_water(aoi_file, start="true"), capsys, workdir, "error: start_date: ")
 
 
-def test_run_end_before_start(
-    capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path
-) -> None:
+def test_run_end_before_start(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path) -> None:
     line = _run_bad(
         _water(aoi_file, start="2024-02-01", end="2024-01-31"), capsys, workdir, "error: end_date: "
     )
     assert "2024-02-01" in line
 
 
-def test_run_unknown_constellation(
-    capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path
-) -> None:
+def test_run_unknown_constellation(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path) -> None:
     line = _run_bad(
         _water(aoi_file, 'constellations=["sentinel-2","modis"]'),
         capsys,
@@ -262,36 +252,26 @@ def test_run_unknown_constellation(
         "error: constellations: ",
     )
     assert "'modis'" in line
-    _run_bad(
-        _water(aoi_file, "constellations=landsat-6"), capsys, workdir, "error: constellations: "
-    )
+    _run_bad(_water(aoi_file, "constellations=landsat-6"), capsys, workdir, "error: constellations: ")
 
 
-def test_run_unknown_model(
-    capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path
-) -> None:
+def test_run_unknown_model(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path) -> None:
     line = _run_bad(_water(aoi_file, "model=cnn"), capsys, workdir, "error: model: ")
     assert "'cnn'" in line
 
 
-def test_run_missing_aoi_file(
-    capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path
-) -> None:
+def test_run_missing_aoi_file(capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path) -> None:
     missing = tmp_path / "inputs" / "missing.geojson"
     line = _run_bad(_water(missing), capsys, workdir, "error: aoi: ")
     assert str(missing) in line
 
 
-def test_run_bad_settings(
-    capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path
-) -> None:
+def test_run_bad_settings(capsys: pytest.CaptureFixture[str], workdir: Path, aoi_file: Path) -> None:
     _run_bad(_water(aoi_file, "window=week"), capsys, workdir, "error: window: ")
     _run_bad(_water(aoi_file, "tile_size_m=0"), capsys, workdir, "error: tile_size_m: ")
 
 
-def test_run_unknown_aoi_id(
-    capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path
-) -> None:
+def test_run_unknown_aoi_id(capsys: pytest.CaptureFixture[str], workdir: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'oxeo.db'}"
     line = _run_bad(
         [
@@ -323,9 +303,7 @@ def test_run_valid_calls_flow_with_validated_dates(
     aoi_file: Path,
     flows: dict[str, FakeFlow],
 ) -> None:
-    argv = _water(
-        aoi_file, 'constellations=["sentinel-2","landsat-8"]', "tile_size_m=5000", end="2024-01-31"
-    )
+    argv = _water(aoi_file, 'constellations=["sentinel-2","landsat-8"]', "tile_size_m=5000", end="2024-01-31")
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert err == ""
@@ -480,9 +458,7 @@ def test_export_csv(capsys: pytest.CaptureFixture[str], db_url: str, workdir: Pa
 
 
 def test_export_filters(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
-    rows = list(
-        csv.DictReader(io.StringIO(_export(capsys, "--database-url", db_url, "--aoi", "lake-b")))
-    )
+    rows = list(csv.DictReader(io.StringIO(_export(capsys, "--database-url", db_url, "--aoi", "lake-b"))))
     assert [(r["aoi_id"], r["water_px"]) for r in rows] == [("lake-b", "7")]
     out = _export(capsys, "--database-url", db_url, "--aoi", "lake-a", "--aoi", "lake-b")
     assert len(list(csv.DictReader(io.StringIO(out)))) == 4
@@ -498,9 +474,7 @@ def test_export_filters(capsys: pytest.CaptureFixture[str], db_url: str) -> None
 
 def test_export_json_matches_csv(capsys: pytest.CaptureFixture[str], db_url: str) -> None:
     csv_rows = list(csv.DictReader(io.StringIO(_export(capsys, "--database-url", db_url))))
-    data: list[dict[str, Any]] = json.loads(
-        _export(capsys, "--database-url", db_url, "--format", "json")
-    )
+    data: list[dict[str, Any]] = json.loads(_export(capsys, "--database-url", db_url, "--format", "json"))
     assert isinstance(data, list)
     assert len(data) == len(csv_rows) == 4
     for obj, row in zip(data, csv_rows, strict=True):
@@ -510,9 +484,7 @@ def test_export_json_matches_csv(capsys: pytest.CaptureFixture[str], db_url: str
     assert data[0]["usable"] is True
     assert data[0]["water_px"] == 1100
     assert data[0]["water_area_m2"] == 110000.0
-    filtered = json.loads(
-        _export(capsys, "--database-url", db_url, "--format", "json", "--aoi", "lake-b")
-    )
+    filtered = json.loads(_export(capsys, "--database-url", db_url, "--format", "json", "--aoi", "lake-b"))
     assert [(o["aoi_id"], o["datetime"]) for o in filtered] == [("lake-b", "2024-03-02T09:50:00Z")]
 
 

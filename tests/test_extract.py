@@ -19,12 +19,20 @@ T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 TILE = Tile(33, False, 10_000, 49, 499)  # 490000..500000 x 4990000..5000000, scene overlaps its SE part
 
 
-def _window_read(href: str, geobox_bounds: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
+def _window_read(
+    href: str, geobox_bounds: tuple[float, float, float, float], shape: tuple[int, int]
+) -> np.ndarray:
     """Independent reference: a boundless windowed read with rasterio onto the tile window."""
     with rasterio.open(href) as src:
         win = from_bounds(*geobox_bounds, transform=src.transform)
-        return src.read(1, window=win, out_shape=shape, boundless=True, fill_value=0,
-                        resampling=Resampling.nearest)
+        return src.read(
+            1,
+            window=win,
+            out_shape=shape,
+            boundless=True,
+            fill_value=0,
+            resampling=Resampling.nearest,
+        )
 
 
 def test_same_grid_is_bit_identical_to_windowed_read(tmp_path: Path) -> None:
@@ -66,8 +74,13 @@ def test_neighbouring_zone_equals_rasterio_reproject(tmp_path: Path) -> None:
         ref = np.zeros(gb.shape, dtype=arrays[band].dtype)
         with rasterio.open(scene.assets[band].href) as src:
             reproject(
-                rasterio.band(src, 1), ref, src_nodata=0, dst_transform=gb.affine,
-                dst_crs="EPSG:32633", dst_nodata=0, resampling=Resampling[resampling],
+                rasterio.band(src, 1),
+                ref,
+                src_nodata=0,
+                dst_transform=gb.affine,
+                dst_crs="EPSG:32633",
+                dst_nodata=0,
+                resampling=Resampling[resampling],
             )
         assert (got > 0).sum() > 10_000  # the scene really lands on the tile
         np.testing.assert_array_equal(got, ref.astype(np.uint16))

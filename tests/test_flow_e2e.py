@@ -21,13 +21,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 def _run(sample: Path, work: Path, start: str, end: str, *extra: str) -> list[str]:
     return [
-        "run", "water",
-        "--param", f"aoi={sample / 'aoi.geojson'}",
-        "--param", f"catalog={sample / 'catalog.json'}",
-        "--param", f"storage={work / 'archive'}",
-        "--param", f"database_url=sqlite:///{work / 'oxeo.db'}",
-        "--param", f"start_date={start}",
-        "--param", f"end_date={end}",
+        "run",
+        "water",
+        "--param",
+        f"aoi={sample / 'aoi.geojson'}",
+        "--param",
+        f"catalog={sample / 'catalog.json'}",
+        "--param",
+        f"storage={work / 'archive'}",
+        "--param",
+        f"database_url=sqlite:///{work / 'oxeo.db'}",
+        "--param",
+        f"start_date={start}",
+        "--param",
+        f"end_date={end}",
         *extra,
     ]
 
@@ -60,15 +67,19 @@ def _archive_digest(storage: Path) -> dict[str, str]:
     return out
 
 
-def test_water_flow_matches_ground_truth_and_reruns_read_nothing(
-    sample: Path, tmp_path: Path
-) -> None:
+def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, tmp_path: Path) -> None:
     before = SOURCE_READS.value
     summary = json.loads(_cli(_run(sample, tmp_path, "2024-01-01", "2024-06-30")))
     assert summary["slices_written"] > 0 and summary["rows_written"] > 0
     assert SOURCE_READS.value > before
     rows = _export(tmp_path)
-    assert list(rows[0])[:5] == ["aoi_id", "datetime", "constellation", "water_area_m2", "valid_fraction"]
+    assert list(rows[0])[:5] == [
+        "aoi_id",
+        "datetime",
+        "constellation",
+        "water_area_m2",
+        "valid_fraction",
+    ]
 
     truth = {
         r["solar_day"]: r
@@ -103,9 +114,7 @@ def test_water_flow_matches_ground_truth_and_reruns_read_nothing(
     assert rows2 == rows
 
 
-def test_incremental_runs_in_both_directions_equal_one_full_run(
-    sample: Path, tmp_path: Path
-) -> None:
+def test_incremental_runs_in_both_directions_equal_one_full_run(sample: Path, tmp_path: Path) -> None:
     full, inc = tmp_path / "full", tmp_path / "inc"
     _cli(_run(sample, full, "2024-01-01", "2024-06-30"))
     # newer dates first, then older ones, then the whole range

@@ -74,9 +74,7 @@ def stack(pixels: list[list[int]]) -> np.ndarray:
 
 
 def run_s2(pixels: list[list[int]], model: str = "mndwi", **params: float) -> list[int]:
-    mask = predict_slice(
-        stack(pixels), S2.bands, S2_SCALE, S2_OFFSET, S2, get_model(model, **params)
-    )
+    mask = predict_slice(stack(pixels), S2.bands, S2_SCALE, S2_OFFSET, S2, get_model(model, **params))
     assert mask.dtype == np.uint8
     assert mask.shape == (1, len(pixels))
     return [int(v) for v in mask[0]]

@@ -42,7 +42,9 @@ SCENES = [
 
 def test_units_per_tile_and_month(tmp_path: Path) -> None:
     plan = plan_extraction([A, B], SCENES, S2, str(tmp_path))
-    got = {(u.tile_id, u.window): [(d.solar_day, [s.id for s in d.scenes]) for d in u.days] for u in plan.units}
+    got = {
+        (u.tile_id, u.window): [(d.solar_day, [s.id for s in d.scenes]) for d in u.days] for u in plan.units
+    }
     assert got == {
         (A.id, "2024-01"): [(date(2024, 1, 5), ["both-jan5"]), (date(2024, 1, 20), ["a-jan20"])],
         (A.id, "2024-02"): [(date(2024, 2, 3), ["both-feb3-second"])],

@@ -80,13 +80,9 @@ def test_connect_creates_schema_and_folder(tmp_path: Path) -> None:
         cols = {c["name"] for c in insp.get_columns("water_observation")}
         assert set(store.OBSERVATION_FIELDS) <= cols
         uniques = insp.get_unique_constraints("water_observation")
-        assert [u["column_names"] for u in uniques] == [
-            ["aoi_id", "acquired_at", "constellation", "model"]
-        ]
+        assert [u["column_names"] for u in uniques] == [["aoi_id", "acquired_at", "constellation", "model"]]
         fks = insp.get_foreign_keys("water_observation")
-        assert [(f["referred_table"], f["constrained_columns"]) for f in fks] == [
-            ("aoi", ["aoi_id"])
-        ]
+        assert [(f["referred_table"], f["constrained_columns"]) for f in fks] == [("aoi", ["aoi_id"])]
     finally:
         eng.dispose()
     # connecting again to an existing database is fine and keeps the data
@@ -159,9 +155,7 @@ def test_upsert_observations_is_idempotent_and_updates(engine: Engine) -> None:
     # identical rerun: identical row set
     before = [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]
     store.upsert_observations(engine, changed, "run-2")
-    after = [
-        {k: v for k, v in r.items() if k != "computed_at"} for r in store.query_observations(engine)
-    ]
+    after = [{k: v for k, v in r.items() if k != "computed_at"} for r in store.query_observations(engine)]
     assert after == before
 
 

@@ -287,7 +287,12 @@ def test_from_id_rejects(bad: str) -> None:
 
 
 def test_tile_validates_fields() -> None:
-    for args in [(0, False, 10000, 1, 1), (61, False, 10000, 1, 1), (1, False, 0, 1, 1),
-                 (1, False, 10000, -1, 1), (1, False, 10000, 1, -1)]:
+    for args in [
+        (0, False, 10000, 1, 1),
+        (61, False, 10000, 1, 1),
+        (1, False, 0, 1, 1),
+        (1, False, 10000, -1, 1),
+        (1, False, 10000, 1, -1),
+    ]:
         with pytest.raises(InputError):
             Tile(*args)

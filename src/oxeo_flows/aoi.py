@@ -80,9 +80,7 @@ def _validate_name(name: str) -> str:
     if not isinstance(name, str):
         raise InputError("aoi", f"AOI name must be a string, got {type(name).__name__}")
     if len(name) > MAX_NAME_LENGTH:
-        raise InputError(
-            "aoi", f"AOI name longer than {MAX_NAME_LENGTH} characters: {name[:40]!r}..."
-        )
+        raise InputError("aoi", f"AOI name longer than {MAX_NAME_LENGTH} characters: {name[:40]!r}...")
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise InputError("aoi", f"AOI name contains control characters: {name!r}")
     return name
@@ -166,9 +164,7 @@ def _position(pos: Any, where: str) -> tuple[float, float]:
         raise InputError("aoi", f"{where}: expected a position [lon, lat], got {str(pos)[:60]}")
     for v in pos:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise InputError(
-                "aoi", f"{where}: coordinates must be finite numbers, got {str(pos)[:60]}"
-            )
+            raise InputError("aoi", f"{where}: coordinates must be finite numbers, got {str(pos)[:60]}")
     lon, lat = float(pos[0]), float(pos[1])
     if abs(lon) > _PROJECTED_HINT or abs(lat) > _PROJECTED_HINT:
         raise InputError(
@@ -239,9 +235,7 @@ def _geometry(geom: Any, where: str, repair: bool) -> MultiPolygon:
     shape = MultiPolygon(polys)
     if shape.is_valid:
         if any(_zero_area(p) for p in polys):
-            raise InputError(
-                "aoi", f"{where}: polygon has zero area (at a {HASH_GRID_DEG:g} degree grid)"
-            )
+            raise InputError("aoi", f"{where}: polygon has zero area (at a {HASH_GRID_DEG:g} degree grid)")
         return _oriented(shape)
     pieces = [p for p in _as_multipolygon(shapely.make_valid(shape)).geoms if not _zero_area(p)]
     repaired = _as_multipolygon(shapely.union_all(pieces))
@@ -318,8 +312,7 @@ def _from_geojson(obj: Any, repair: bool) -> list[AOI]:
     else:
         raise InputError(
             "aoi",
-            "expected a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon, "
-            f"got type {gtype!r}",
+            f"expected a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon, got type {gtype!r}",
         )
     _check_unique([a.id for a in aois])
     return aois
@@ -375,7 +368,8 @@ def _lookup(ids: list[str], lookup: AOILookup | None) -> list[AOI]:
     _check_unique(ids)
     if lookup is None:
         raise InputError(
-            "aoi", f"AOI ids need a database to look them up (got ids {', '.join(ids)}); "
+            "aoi",
+            f"AOI ids need a database to look them up (got ids {', '.join(ids)}); "
             "pass GeoJSON or a file instead",
         )
     found = {a.id: a for a in lookup(list(ids))}
@@ -385,9 +379,7 @@ def _lookup(ids: list[str], lookup: AOILookup | None) -> list[AOI]:
     return [found[i] for i in ids]
 
 
-def parse_aoi(
-    value: AOIInput, *, lookup: AOILookup | None = None, repair: bool = False
-) -> list[AOI]:
+def parse_aoi(value: AOIInput, *, lookup: AOILookup | None = None, repair: bool = False) -> list[AOI]:
     """Parse AOI input into a non-empty list of validated AOIs (one per Feature, in input order).
 
     ``value`` is one of: a GeoJSON dict (FeatureCollection, Feature, bare Polygon/MultiPolygon);

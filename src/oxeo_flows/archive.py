@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import fsspec
@@ -49,6 +49,7 @@ TIME_UNITS = "nanoseconds since 1970-01-01"
 DAY_UNITS = "days since 1970-01-01"
 MASK_DRY, MASK_WATER, MASK_CLOUD, MASK_NODATA = 0, 1, 254, 255
 _SLICE_CHUNK = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -128,8 +129,8 @@ class Archive:
         if not self.exists():
             return {}
         g = self._group()
-        times = np.asarray(g["time"][:])
-        days = np.asarray(g["solar_day"][:])
+        times = np.asarray(_a(g, "time")[:])
+        days = np.asarray(_a(g, "solar_day")[:])
         return {
             (np.datetime64(int(d), "D").astype(date)): int(i)
             for i, (t, d) in enumerate(zip(times, days, strict=True))
@@ -138,18 +139,22 @@ class Archive:
 
     def read_slice(self, index: int) -> np.ndarray:
         """uint16 (band, y, x) of slot `index`."""
-        return np.asarray(self._group()["data"][index])
+        return np.asarray(_a(self._group(), "data")[index])
 
     def slice_meta(self, index: int) -> SliceMeta:
         g = self._group()
+
+        def at(name: str) -> np.ndarray:
+            return np.asarray(_a(g, name)[index])
+
         return SliceMeta(
-            time=datetime.fromtimestamp(int(g["time"][index]) / 1e9, tz=UTC),
-            solar_day=np.datetime64(int(g["solar_day"][index]), "D").astype(date),
-            item_ids=tuple(json.loads(str(g["item_ids"][index]))),
-            processing_baseline=str(g["processing_baseline"][index]) or None,
-            scale=tuple(float(v) for v in g["scale"][index]),
-            offset=tuple(float(v) for v in g["offset"][index]),
-            valid_fraction=float(g["valid_fraction"][index]),
+            time=_EPOCH + timedelta(microseconds=int(at("time")) // 1000),
+            solar_day=np.datetime64(int(at("solar_day")), "D").astype(date),
+            item_ids=tuple(json.loads(str(at("item_ids")))),
+            processing_baseline=str(at("processing_baseline")) or None,
+            scale=tuple(float(v) for v in at("scale")),
+            offset=tuple(float(v) for v in at("offset")),
+            valid_fraction=float(at("valid_fraction")),
         )
 
     def mask_done(self, key: str) -> dict[int, bool]:
@@ -158,11 +163,11 @@ class Archive:
             return {}
         g = self._group()
         name = _mask_name(key)
-        done = np.asarray(g[name + "_done"][:]) if name + "_done" in g else None
+        done = np.asarray(_a(g, name + "_done")[:]) if name + "_done" in g else None
         return {i: bool(done is not None and done[i] == 1) for i in self.committed().values()}
 
     def read_mask(self, key: str, index: int) -> np.ndarray:
-        return np.asarray(self._group()[_mask_name(key)][index])
+        return np.asarray(_a(self._group(), _mask_name(key))[index])
 
     # ---------------------------------------------------------------- writing
     def _create(self) -> zarr.Group:
@@ -187,17 +192,26 @@ class Archive:
         band = g.create_array("band", shape=(len(self.bands),), dtype=str, dimension_names=["band"])
         band[:] = np.array(self.bands)
         xs = g.create_array(
-            "x", shape=(nx,), dtype="float64", dimension_names=["x"],
+            "x",
+            shape=(nx,),
+            dtype="float64",
+            dimension_names=["x"],
             attributes={"units": "metre", "standard_name": "projection_x_coordinate", "axis": "X"},
         )
         xs[:] = a.c + a.a * (np.arange(nx) + 0.5)
         ys = g.create_array(
-            "y", shape=(ny,), dtype="float64", dimension_names=["y"],
+            "y",
+            shape=(ny,),
+            dtype="float64",
+            dimension_names=["y"],
             attributes={"units": "metre", "standard_name": "projection_y_coordinate", "axis": "Y"},
         )
         ys[:] = a.f + a.e * (np.arange(ny) + 0.5)
         g.create_array(
-            "spatial_ref", shape=(), dtype="int64", fill_value=0,
+            "spatial_ref",
+            shape=(),
+            dtype="int64",
+            fill_value=0,
             attributes={
                 "crs_wkt": crs.to_wkt(),
                 "spatial_ref": crs.to_wkt(),
@@ -206,31 +220,57 @@ class Archive:
             },
         )
         g.create_array(
-            "data", shape=(0, len(self.bands), ny, nx), dtype="uint16", fill_value=0,
-            chunks=(1, 1, ny, nx), dimension_names=["time", "band", "y", "x"],
+            "data",
+            shape=(0, len(self.bands), ny, nx),
+            dtype="uint16",
+            fill_value=0,
+            chunks=(1, 1, ny, nx),
+            dimension_names=["time", "band", "y", "x"],
             attributes={
-                "grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
+                "grid_mapping": "spatial_ref",
+                "coordinates": "spatial_ref",
                 "long_name": "raw digital numbers; reflectance = DN * scale + offset; 0 = no data",
             },
         )
         g.create_array(
-            "time", shape=(0,), dtype="int64", fill_value=NAT, chunks=(_SLICE_CHUNK,),
+            "time",
+            shape=(0,),
+            dtype="int64",
+            fill_value=NAT,
+            chunks=(_SLICE_CHUNK,),
             dimension_names=["time"],
-            attributes={"units": TIME_UNITS, "calendar": "proleptic_gregorian", "standard_name": "time"},
+            attributes={
+                "units": TIME_UNITS,
+                "calendar": "proleptic_gregorian",
+                "standard_name": "time",
+            },
         )
         g.create_array(
-            "solar_day", shape=(0,), dtype="int64", fill_value=NAT, chunks=(_SLICE_CHUNK,),
-            dimension_names=["time"], attributes={"units": DAY_UNITS, "calendar": "proleptic_gregorian"},
+            "solar_day",
+            shape=(0,),
+            dtype="int64",
+            fill_value=NAT,
+            chunks=(_SLICE_CHUNK,),
+            dimension_names=["time"],
+            attributes={"units": DAY_UNITS, "calendar": "proleptic_gregorian"},
         )
         for name in ("item_ids", "processing_baseline"):
             g.create_array(name, shape=(0,), dtype=str, chunks=(_SLICE_CHUNK,), dimension_names=["time"])
         for name in ("scale", "offset"):
             g.create_array(
-                name, shape=(0, len(self.bands)), dtype="float64", fill_value=np.nan,
-                chunks=(_SLICE_CHUNK, len(self.bands)), dimension_names=["time", "band"],
+                name,
+                shape=(0, len(self.bands)),
+                dtype="float64",
+                fill_value=np.nan,
+                chunks=(_SLICE_CHUNK, len(self.bands)),
+                dimension_names=["time", "band"],
             )
         g.create_array(
-            "valid_fraction", shape=(0,), dtype="float32", fill_value=np.nan, chunks=(_SLICE_CHUNK,),
+            "valid_fraction",
+            shape=(0,),
+            dtype="float32",
+            fill_value=np.nan,
+            chunks=(_SLICE_CHUNK,),
             dimension_names=["time"],
         )
         return g
@@ -245,7 +285,7 @@ class Archive:
         return g
 
     def write_slice(self, data: np.ndarray, meta: SliceMeta) -> int | None:
-        """Write one (band, y, x) uint16 slice; returns its slot, or None if the solar day is already committed."""
+        """Write one (band, y, x) uint16 slice; return its slot (None if its solar day is committed)."""
         if data.dtype != np.uint16 or data.shape != (len(self.bands), *self.geobox.shape):
             raise ValueError(
                 f"slice must be uint16 {(len(self.bands), *self.geobox.shape)}, got {data.dtype} {data.shape}"
@@ -253,8 +293,8 @@ class Archive:
         t_ns = _to_ns(meta.time)
         with _writer_lock(self.path):
             g = self._open_for_write()
-            times = np.asarray(g["time"][:])
-            days = np.asarray(g["solar_day"][:])
+            times = np.asarray(_a(g, "time")[:])
+            days = np.asarray(_a(g, "solar_day")[:])
             day = int(np.datetime64(meta.solar_day, "D").astype(np.int64))
             if np.any((times != NAT) & (days == day)):
                 return None
@@ -265,17 +305,17 @@ class Archive:
                 i = int(times.shape[0])
                 for _, arr in _time_arrays(g):
                     arr.resize((i + 1, *arr.shape[1:]))
-            g["data"][i] = data
-            g["solar_day"][i] = day
-            g["item_ids"][i] = json.dumps(list(meta.item_ids))
-            g["processing_baseline"][i] = meta.processing_baseline or ""
-            g["scale"][i] = np.asarray(meta.scale, dtype="float64")
-            g["offset"][i] = np.asarray(meta.offset, dtype="float64")
-            g["valid_fraction"][i] = meta.valid_fraction
+            _a(g, "data")[i] = data
+            _a(g, "solar_day")[i] = day
+            _a(g, "item_ids")[i] = json.dumps(list(meta.item_ids))
+            _a(g, "processing_baseline")[i] = meta.processing_baseline or ""
+            _a(g, "scale")[i] = np.asarray(meta.scale, dtype="float64")
+            _a(g, "offset")[i] = np.asarray(meta.offset, dtype="float64")
+            _a(g, "valid_fraction")[i] = meta.valid_fraction
             for name, arr in _time_arrays(g):
                 if name.startswith("mask_") and name.endswith("_done"):
                     arr[i] = 0
-            g["time"][i] = t_ns  # commit marker: written last
+            _a(g, "time")[i] = t_ns  # commit marker: written last
             return i
 
     def write_mask(self, key: str, index: int, mask: np.ndarray) -> None:
@@ -285,24 +325,41 @@ class Archive:
         name = _mask_name(key)
         with _writer_lock(self.path):
             g = self._open_for_write()
-            n = int(g["time"].shape[0])
+            n = int(_a(g, "time").shape[0])
             ny, nx = self.geobox.shape
             if name not in g:
                 g.create_array(
-                    name, shape=(n, ny, nx), dtype="uint8", fill_value=MASK_NODATA,
-                    chunks=(1, ny, nx), dimension_names=["time", "y", "x"],
+                    name,
+                    shape=(n, ny, nx),
+                    dtype="uint8",
+                    fill_value=MASK_NODATA,
+                    chunks=(1, ny, nx),
+                    dimension_names=["time", "y", "x"],
                     attributes={
-                        "grid_mapping": "spatial_ref", "coordinates": "spatial_ref", "model": key,
+                        "grid_mapping": "spatial_ref",
+                        "coordinates": "spatial_ref",
+                        "model": key,
                         "flag_values": [MASK_DRY, MASK_WATER, MASK_CLOUD, MASK_NODATA],
                         "flag_meanings": "dry water cloud_or_shadow nodata",
                     },
                 )
                 g.create_array(
-                    name + "_done", shape=(n,), dtype="uint8", fill_value=0, chunks=(_SLICE_CHUNK,),
+                    name + "_done",
+                    shape=(n,),
+                    dtype="uint8",
+                    fill_value=0,
+                    chunks=(_SLICE_CHUNK,),
                     dimension_names=["time"],
                 )
-            g[name][index] = mask
-            g[name + "_done"][index] = 1
+            _a(g, name)[index] = mask
+            _a(g, name + "_done")[index] = 1
+
+
+def _a(g: zarr.Group, name: str) -> zarr.Array:
+    arr = g[name]
+    if not isinstance(arr, zarr.Array):
+        raise TypeError(f"{name} in {g.store} is not an array")
+    return arr
 
 
 def _time_arrays(g: zarr.Group) -> list[tuple[str, zarr.Array]]:

@@ -17,7 +17,6 @@ Radiometry (reflectance = DN x scale + offset, after the nodata test):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -114,7 +113,7 @@ def search_items(
     headers: dict[str, str] | None = None,
     max_items: int | None = None,
 ) -> list[pystac.Item]:
-    """Items of `collections` whose footprint intersects `geometry` (lon/lat), acquired start..end (UTC days, inclusive)."""
+    """Items of `collections` intersecting `geometry` (lon/lat), acquired start..end (UTC days, inclusive)."""
     t0, t1 = _day_range(start, end)
     cols = list(collections)
     if _is_api(catalog):
@@ -145,16 +144,22 @@ def _search_static(
 ) -> list[pystac.Item]:
     fs, _ = fsspec.core.url_to_fs(path)
     if not fs.exists(path):
-        raise InputError("catalog", f"static catalog not found: {path} (expected catalog.json or collection.json)")
+        raise InputError(
+            "catalog",
+            f"static catalog not found: {path} (expected catalog.json or collection.json)",
+        )
     try:
         root = pystac.read_file(path, stac_io=_FsspecStacIO())
     except Exception as exc:
         raise InputError("catalog", f"cannot read STAC catalog {path}: {exc}") from exc
     if not isinstance(root, pystac.Catalog):
-        raise InputError("catalog", f"expected a STAC Catalog or Collection at {path}, got {type(root).__name__}")
+        raise InputError(
+            "catalog", f"expected a STAC Catalog or Collection at {path}, got {type(root).__name__}"
+        )
     out: list[pystac.Item] = []
     for item in root.get_items(recursive=True):
-        col = item.collection_id or (item.get_parent().id if item.get_parent() else None)
+        parent = item.get_parent()
+        col = item.collection_id or (parent.id if parent is not None else None)
         if col not in collections:
             continue
         dt = item.datetime or _parse_dt(item.properties.get("start_datetime"))
@@ -295,7 +300,3 @@ def scenes_for(items: Iterable[pystac.Item], const: Constellation) -> list[Scene
         out.append(scene_from_item(item, const))
     out.sort(key=lambda s: (s.datetime, s.id))
     return out
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)

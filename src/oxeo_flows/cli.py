@@ -23,9 +23,21 @@ from typing import Any
 from oxeo_flows.errors import InputError, OxeoError
 
 EXPORT_COLUMNS = [
-    "aoi_id", "datetime", "constellation", "water_area_m2", "valid_fraction", "cloud_fraction",
-    "usable", "water_px", "valid_px", "cloud_px", "nodata_px", "total_px", "pixel_size_m",
-    "solar_day", "model",
+    "aoi_id",
+    "datetime",
+    "constellation",
+    "water_area_m2",
+    "valid_fraction",
+    "cloud_fraction",
+    "usable",
+    "water_px",
+    "valid_px",
+    "cloud_px",
+    "nodata_px",
+    "total_px",
+    "pixel_size_m",
+    "solar_day",
+    "model",
 ]
 
 
@@ -62,7 +74,7 @@ def cmd_flows(_: argparse.Namespace) -> int:
     from oxeo_flows.flows import FLOWS
 
     for name, fl in FLOWS.items():
-        print(f"{name}: {(fl.description or '').splitlines()[0]}")
+        print(f"{name}: {(getattr(fl, 'description', None) or '').splitlines()[0]}")
         for p in _flow_params(fl).values():
             default = "required" if p.default is inspect.Parameter.empty else f"default {p.default!r}"
             print(f"    {p.name}: {p.annotation} ({default})")
@@ -83,22 +95,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     valid = _flow_params(fl)
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise InputError(
-            "--param", f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-        )
+        raise InputError("--param", f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     missing = [n for n, p in valid.items() if p.default is inspect.Parameter.empty and n not in params]
     if missing:
         raise InputError("--param", f"missing required parameter(s): {', '.join(missing)}")
     # Validate everything up front so bad input fails fast and writes nothing.
     settings = load_settings(
-        catalog=params.get("catalog"), storage=params.get("storage"),
-        database_url=params.get("database_url"), window=params.get("window"),
+        catalog=params.get("catalog"),
+        storage=params.get("storage"),
+        database_url=params.get("database_url"),
+        window=params.get("window"),
         tile_size_m=params.get("tile_size_m"),
     )
     engine = store.connect(settings.database_url) if _needs_db(params.get("aoi")) else None
     request = pipeline.build_request(
-        params["aoi"], params["start_date"], params["end_date"],
-        params.get("constellations", "sentinel-2"), params.get("model", "mndwi"), settings, engine,
+        params["aoi"],
+        params["start_date"],
+        params["end_date"],
+        params.get("constellations", "sentinel-2"),
+        params.get("model", "mndwi"),
+        settings,
+        engine,
     )
     # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
     # number) as a Unix time and fail only after starting Prefect.
@@ -146,14 +163,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         if args.format == "json":
-            data = [{"datetime": r["acquired_at"], **{k: r[k] for k in EXPORT_COLUMNS if k in r}} for r in rows]
+            data = [
+                {"datetime": r["acquired_at"], **{k: r[k] for k in EXPORT_COLUMNS if k in r}} for r in rows
+            ]
             json.dump(data, out, default=_json_default, indent=2)
             out.write("\n")
         else:
             w = csv.writer(out)
             w.writerow(EXPORT_COLUMNS)
             for r in rows:
-                rec = {**r, "datetime": _json_default(r["acquired_at"]), "solar_day": r["solar_day"].isoformat()}
+                rec = {
+                    **r,
+                    "datetime": _json_default(r["acquired_at"]),
+                    "solar_day": r["solar_day"].isoformat(),
+                }
                 w.writerow([rec[c] for c in EXPORT_COLUMNS])
     finally:
         if out is not sys.stdout:

@@ -91,7 +91,7 @@ def _read_aligned(src: rasterio.DatasetReader, geobox: GeoBox, k: int) -> np.nda
     rc0, rr0 = max(c0, 0), max(r0, 0)
     rc1, rr1 = min(c1, src.width), min(r1, src.height)
     if rc1 > rc0 and rr1 > rr0:
-        win = Window(rc0, rr0, rc1 - rc0, rr1 - rr0)  # type: ignore[call-arg]
+        win = Window(rc0, rr0, rc1 - rc0, rr1 - rr0)
         block[rr0 - r0 : rr1 - r0, rc0 - c0 : rc1 - c0] = src.read(1, window=win)
         if src.nodata is not None and src.nodata != 0:
             block[block == src.nodata] = 0

@@ -436,9 +436,7 @@ def _landsat_plan() -> list[_LandsatPlan]:
     out = []
     for when, platform, clouds in LANDSAT:
         sensor = "LC08" if platform == "landsat-8" else "LC09"
-        out.append(
-            _LandsatPlan(f"{sensor}_L2SP_190029_{when:%Y%m%d}_02_T1", when, platform, clouds)
-        )
+        out.append(_LandsatPlan(f"{sensor}_L2SP_190029_{when:%Y%m%d}_02_T1", when, platform, clouds))
     return out
 
 
@@ -559,9 +557,7 @@ def _asset(
     RasterExtension.ext(asset).bands = [raster]
     if band is not None:
         key, name, _, wavelength, _ = band
-        EOExtension.ext(asset).bands = [
-            Band.create(name=name, common_name=key, center_wavelength=wavelength)
-        ]
+        EOExtension.ext(asset).bands = [Band.create(name=name, common_name=key, center_wavelength=wavelength)]
     return asset
 
 
@@ -583,9 +579,7 @@ def _collection(cid: str, title: str, items: Sequence[pystac.Item]) -> pystac.Co
         float(boxes[:, 3].max()),
     ]
     times = sorted(it.datetime for it in items if it.datetime is not None)
-    extent = pystac.Extent(
-        pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[times[0], times[-1]]])
-    )
+    extent = pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[times[0], times[-1]]]))
     col = pystac.Collection(
         cid,
         f"Synthetic {title} items over a seasonal lake (oxeo-flows sample data).",
@@ -782,9 +776,7 @@ def write_sample_data(
         ls_items: list[pystac.Item] = []
         for k, lplan in enumerate(_landsat_plan()):
             rng = np.random.default_rng([seed, 2, k])
-            item, row = _write_landsat_item(
-                root, lplan, surf30, ls_events.get(lplan.clouds), aoi30, rng
-            )
+            item, row = _write_landsat_item(root, lplan, surf30, ls_events.get(lplan.clouds), aoi30, rng)
             ls_items.append(item)
             truth.append(row)
         catalog.add_child(_collection(LANDSAT_COLLECTION, "Landsat Collection 2 Level-2", ls_items))

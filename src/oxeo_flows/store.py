@@ -143,15 +143,19 @@ def upsert_aois(engine: Engine, aois: Iterable[AOI]) -> None:
 def get_aois(engine: Engine, ids: Sequence[str]) -> list[AOI]:
     """AOIs with these ids, in the order asked; unknown ids are left out (the caller reports them)."""
     with engine.connect() as conn:
-        found = {
-            r.id: r
-            for r in conn.execute(sa.select(aoi_table).where(aoi_table.c.id.in_(list(ids))))
-        }
+        found = {r.id: r for r in conn.execute(sa.select(aoi_table).where(aoi_table.c.id.in_(list(ids))))}
     out = []
     for i in ids:
         r = found.get(i)
         if r is not None:
-            out.append(AOI(id=r.id, name=r.name, geometry=shape(json.loads(r.geometry)), properties=dict(r.properties)))
+            out.append(
+                AOI(
+                    id=r.id,
+                    name=r.name,
+                    geometry=shape(json.loads(r.geometry)),
+                    properties=dict(r.properties),
+                )
+            )
     return out
 
 

@@ -168,9 +168,7 @@ class Tile:
             raise fail(f"longer than {_MAX_ID_LENGTH} characters")
         match = _ID_RE.fullmatch(tile_id)
         if match is None:
-            raise fail(
-                "malformed (5 underscore-separated fields, unsigned integers without leading zeros)"
-            )
+            raise fail("malformed (5 underscore-separated fields, unsigned integers without leading zeros)")
         zone = int(match["zone"])
         band = match["band"]
         if not 1 <= zone <= 60:
@@ -183,9 +181,7 @@ class Tile:
         except InputError as exc:
             raise fail(exc.detail) from None
         if canonical != tile_id:
-            raise fail(
-                f"band letter {band!r} does not match the tile centre (canonical id {canonical!r})"
-            )
+            raise fail(f"band letter {band!r} does not match the tile centre (canonical id {canonical!r})")
         return tile
 
     def geobox(self, resolution_m: float, anchor_m: float = 0.0) -> GeoBox:
@@ -200,9 +196,7 @@ class Tile:
         """
         res = float(resolution_m)
         if not (math.isfinite(res) and res > 0):
-            raise InputError(
-                "resolution_m", f"must be a finite number of metres > 0, got {resolution_m!r}"
-            )
+            raise InputError("resolution_m", f"must be a finite number of metres > 0, got {resolution_m!r}")
         min_x, min_y, max_x, max_y = self.bounds
 
         def snap(v: float, up: bool) -> float:
@@ -221,10 +215,22 @@ class Tile:
         """The tile square in lon/lat degrees (EPSG:4326), each edge densified to 20 points."""
         min_x, min_y, max_x, max_y = self.bounds
         t = np.linspace(0.0, 1.0, _EDGE_POINTS, endpoint=False)
-        xs = np.concatenate([min_x + t * (max_x - min_x), np.full_like(t, max_x),
-                             max_x - t * (max_x - min_x), np.full_like(t, min_x)])
-        ys = np.concatenate([np.full_like(t, min_y), min_y + t * (max_y - min_y),
-                             np.full_like(t, max_y), max_y - t * (max_y - min_y)])
+        xs = np.concatenate(
+            [
+                min_x + t * (max_x - min_x),
+                np.full_like(t, max_x),
+                max_x - t * (max_x - min_x),
+                np.full_like(t, min_x),
+            ]
+        )
+        ys = np.concatenate(
+            [
+                np.full_like(t, min_y),
+                min_y + t * (max_y - min_y),
+                np.full_like(t, max_y),
+                max_y - t * (max_y - min_y),
+            ]
+        )
         lon, lat = _transformer(self.epsg, 4326).transform(xs, ys)
         return Polygon(np.column_stack([lon, lat]))
 
@@ -247,7 +253,8 @@ def zone_of(lon: float) -> int:
 def _polygonal(geom: BaseGeometry) -> MultiPolygon | Polygon | None:
     """The non-empty, non-zero-area polygonal pieces of ``geom`` (or None)."""
     polys = [
-        g for g in shapely.get_parts(shapely.get_parts(geom))
+        g
+        for g in shapely.get_parts(shapely.get_parts(geom))
         if isinstance(g, Polygon) and not g.is_empty and g.area > 0
     ]
     if not polys:

@@ -131,9 +131,7 @@ def aoi_observations(
     for zone, south, part in zone_parts(aoi.geometry):
         tiles = [t for t in tiles_for_geometry(part, tile_size_m) if t.zone == zone and t.south == south]
         archives = [Archive(storage, t, constellation) for t in tiles]
-        parts.append(
-            _measure_part(part, archives, model_key, res, start, end, min_object_m2, min_hole_m2)
-        )
+        parts.append(_measure_part(part, archives, model_key, res, start, end, min_object_m2, min_hole_m2))
     counts: dict[date, _Counts] = defaultdict(_Counts)
     for day in sorted({d for _, per_day in parts for d in per_day}):
         entry = counts[day]
@@ -150,7 +148,9 @@ def aoi_observations(
             entry.total += c.total
             entry.tiles |= c.tiles
             assert c.acquired_at is not None
-            entry.acquired_at = c.acquired_at if entry.acquired_at is None else min(entry.acquired_at, c.acquired_at)
+            entry.acquired_at = (
+                c.acquired_at if entry.acquired_at is None else min(entry.acquired_at, c.acquired_at)
+            )
     rows = []
     for day in sorted(counts):
         c = counts[day]
@@ -202,11 +202,11 @@ def _measure_part(
     y1 = min(b.affine.f - b.shape[0] * res for b in boxes)
     shape = (int(round((y0 - y1) / res)), int(round((x1 - x0) / res)))
     canvas_tr = Affine(res, 0, x0, 0, -res, y0)
-    offsets = [
-        (int(round((y0 - b.affine.f) / res)), int(round((b.affine.c - x0) / res))) for b in boxes
-    ]
+    offsets = [(int(round((y0 - b.affine.f) / res)), int(round((b.affine.c - x0) / res))) for b in boxes]
     epsg = archives[0].tile.epsg
-    aoi_px = ~geometry_mask([project_lonlat(part, epsg)], out_shape=shape, transform=canvas_tr, all_touched=False)
+    aoi_px = ~geometry_mask(
+        [project_lonlat(part, epsg)], out_shape=shape, transform=canvas_tr, all_touched=False
+    )
     total = int(aoi_px.sum())
     if total == 0:
         return 0, counts
@@ -240,4 +240,3 @@ def _measure_part(
             tiles={archives[ai].tile.id for ai, _ in per_day[day]},
         )
     return total, counts
-

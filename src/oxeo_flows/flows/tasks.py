@@ -40,8 +40,12 @@ def extract_unit_task(unit: WorkUnit, storage: str, resampling: str) -> dict[str
     summary = pipeline.extract_unit(unit, storage, resampling)
     log.info(
         "tile %s %s %s: %d slices written, %d skipped, %d scenes read",
-        unit.tile_id, unit.constellation, unit.window,
-        summary.slices_written, summary.slices_skipped, summary.scenes_read,
+        unit.tile_id,
+        unit.constellation,
+        unit.window,
+        summary.slices_written,
+        summary.slices_skipped,
+        summary.scenes_read,
     )
     return summary.__dict__
 

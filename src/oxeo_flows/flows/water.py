@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from oxeo_flows import pipeline, store
 from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
+from oxeo_flows.planning import WorkUnit
 from oxeo_flows.settings import Settings, load_settings
 
 AoiParam = str | dict[str, Any] | list[str]
@@ -50,8 +51,13 @@ class _Context:
         )
         self.engine = store.connect(self.settings.database_url)
         self.request = pipeline.build_request(
-            params["aoi"], params["start_date"], params["end_date"], params["constellations"],
-            params["model"], self.settings, self.engine,
+            params["aoi"],
+            params["start_date"],
+            params["end_date"],
+            params["constellations"],
+            params["model"],
+            self.settings,
+            self.engine,
         )
         self.report: dict[str, Any] = {"timings_s": {}}
         self.flow_run_id = str(flow_run.id) if flow_run.id else None
@@ -68,7 +74,7 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     s, req = ctx.settings, ctx.request
     store.upsert_aois(ctx.engine, req.aois)
     searched: dict[str, int] = {}
-    units = []
+    units: list[WorkUnit] = []
     offered = present = 0
     for const in req.constellations:
         scenes = pipeline.search_scenes(req, const, s.catalog)
@@ -79,7 +85,11 @@ def _extract(ctx: _Context) -> dict[str, Any]:
         units.extend(p.units)
         log.info(
             "%s: %d scenes found; %d tile-days offered, %d already archived, %d work units planned",
-            const.name, len(scenes), p.days_offered, p.days_present, len(p.units),
+            const.name,
+            len(scenes),
+            p.days_offered,
+            p.days_present,
+            len(p.units),
         )
     # One writer per archive: units of the same tile x constellation run one after another.
     last: dict[tuple[str, str], PrefectFuture[Any]] = {}
@@ -87,7 +97,12 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     for unit in units:
         key = (unit.tile_id, unit.constellation)
         prev = last.get(key)
-        fut = extract_unit_task.submit(unit, s.storage, s.resampling, wait_for=[prev] if prev else None)
+        fut = extract_unit_task.submit(
+            unit,
+            s.storage,
+            s.resampling,
+            wait_for=[prev] if prev else None,  # type: ignore[call-overload]
+        )
         last[key] = fut
         futures.append(fut)
     wait(futures)
@@ -129,11 +144,17 @@ def _timeseries(ctx: _Context) -> dict[str, Any]:
 def _finish(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> dict[str, Any]:
     counts = {**counts, "timings_s": ctx.report["timings_s"]}
     store.record_flow_run(
-        ctx.engine, flow=flow_name, flow_run_id=ctx.flow_run_id, parameters=ctx.params,
-        started_at=ctx.started, state="COMPLETED", counts=counts,
+        ctx.engine,
+        flow=flow_name,
+        flow_run_id=ctx.flow_run_id,
+        parameters=ctx.params,
+        started_at=ctx.started,
+        state="COMPLETED",
+        counts=counts,
     )
     create_markdown_artifact(
-        key=f"{flow_name}-report", markdown=_markdown(ctx, flow_name, counts),
+        key=f"{flow_name}-report",
+        markdown=_markdown(ctx, flow_name, counts),
         description=f"What the {flow_name} run searched, extracted, skipped and wrote",
     )
     ctx.engine.dispose()
@@ -204,9 +225,16 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
         tile_size_m: int | None = None,
     ) -> dict[str, Any]:
         ctx = _Context(
-            aoi=aoi, start_date=start_date, end_date=end_date, constellations=constellations,
-            model=model, catalog=catalog, storage=storage, database_url=database_url,
-            window=window, tile_size_m=tile_size_m,
+            aoi=aoi,
+            start_date=start_date,
+            end_date=end_date,
+            constellations=constellations,
+            model=model,
+            catalog=catalog,
+            storage=storage,
+            database_url=database_url,
+            window=window,
+            tile_size_m=tile_size_m,
         )
         counts: dict[str, Any] = {}
         if "extract" in steps:

@@ -18,7 +18,9 @@ QA_FILL_BIT = 0
 QA_INVALID_BITS_DEFAULT = (1, 2, 3, 4)
 
 
-def scl_masks(scl: np.ndarray, invalid: frozenset[int] = SCL_INVALID_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+def scl_masks(
+    scl: np.ndarray, invalid: frozenset[int] = SCL_INVALID_DEFAULT
+) -> tuple[np.ndarray, np.ndarray]:
     """(nodata, cloud) boolean masks from an SCL array."""
     nodata = scl == SCL_NODATA
     cloud = np.isin(scl, np.fromiter(invalid, dtype=scl.dtype)) & ~nodata

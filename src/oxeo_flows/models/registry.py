@@ -31,9 +31,14 @@ def band_for(role: str, constellation: Constellation) -> str:
 
 
 class WaterModel(Protocol):
-    name: str
-    version: str
-    roles: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def roles(self) -> tuple[str, ...]: ...
 
     @property
     def key(self) -> str: ...
