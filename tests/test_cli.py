@@ -291,6 +291,15 @@ def test_run_unknown_aoi_id(capsys: pytest.CaptureFixture[str], workdir: Path, t
         "error: aoi: ",
     )
     assert "unknown AOI id(s): lake-zz" in line
+    assert not (tmp_path / "db").exists()  # validation created no database
+
+
+def test_run_unknown_aoi_id_default_database_writes_nothing(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    args = ["run", "water", "-p", "aoi=lake-zz", "-p", "start_date=2024-01-01", "-p", "end_date=2024-01-31"]
+    line = _run_bad(args, capsys, workdir, "error: aoi: ")
+    assert "lake-zz" in line
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ from oxeo_flows.extract import SOURCE_READS
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
-def _run(sample: Path, work: Path, start: str, end: str, *extra: str) -> list[str]:
+def _run(sample: Path, work: Path, start: str, end: str, *extra: str, aoi: str | None = None) -> list[str]:
     return [
         "run",
         "water",
         "--param",
-        f"aoi={sample / 'aoi.geojson'}",
+        f"aoi={aoi or sample / 'aoi.geojson'}",
         "--param",
         f"catalog={sample / 'catalog.json'}",
         "--param",
@@ -106,7 +106,8 @@ def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, t
     # Rerun of the same request: zero source reads, same archive, same rows (no duplicates).
     digest = _archive_digest(tmp_path / "archive")
     reads = SOURCE_READS.value
-    again = json.loads(_cli(_run(sample, tmp_path, "2024-01-01", "2024-06-30")))
+    # ... this time naming the AOI by its id in the database
+    again = json.loads(_cli(_run(sample, tmp_path, "2024-01-01", "2024-06-30", aoi="sample-lake")))
     assert SOURCE_READS.value == reads
     assert again["work_units"] == 0 and again["slices_written"] == 0 and again["masks_written"] == 0
     assert _archive_digest(tmp_path / "archive") == digest

@@ -107,7 +107,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         window=params.get("window"),
         tile_size_m=params.get("tile_size_m"),
     )
-    engine = store.connect(settings.database_url) if _needs_db(params.get("aoi")) else None
     request = pipeline.build_request(
         params["aoi"],
         params["start_date"],
@@ -115,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params.get("constellations", "sentinel-2"),
         params.get("model", "mndwi"),
         settings,
-        engine,
+        store.aoi_lookup(settings.database_url),
     )
     # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
     # number) as a Unix time and fail only after starting Prefect.
@@ -126,15 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("--param", " ".join(str(exc).split())) from None
     print(json.dumps(result, default=str, indent=2))
     return 0
-
-
-def _needs_db(aoi: Any) -> bool:
-    if isinstance(aoi, list | int):
-        return True
-    if isinstance(aoi, str):
-        s = aoi.strip()
-        return not (s.startswith("{") or os.path.exists(s) or s.endswith((".json", ".geojson")) or "://" in s)
-    return False
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:

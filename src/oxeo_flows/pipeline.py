@@ -6,7 +6,7 @@ inside. The same calls run from a notebook, a test, a benchmark or another orche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -67,7 +67,7 @@ def build_request(
     constellations: Any,
     model: str,
     settings: Settings,
-    engine: Engine | None = None,
+    lookup: Callable[[list[str]], list[AOI]] | None = None,
     repair: bool = False,
 ) -> Request:
     """Validate every parameter before anything is written; raise `InputError` naming the first bad one."""
@@ -79,7 +79,6 @@ def build_request(
         raise InputError("end_date", f"expected a range of at most {MAX_YEARS} years, got {start}..{end}")
     consts = tuple(parse_constellations(constellations))
     water_model = get_model(model)
-    lookup = (lambda ids: store.get_aois(engine, ids)) if engine is not None else None
     aois = tuple(parse_aoi(aoi, lookup=lookup, repair=repair))
     tiles: dict[str, Tile] = {}
     for a in aois:

@@ -9,7 +9,7 @@ from strings.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +157,25 @@ def get_aois(engine: Engine, ids: Sequence[str]) -> list[AOI]:
                 )
             )
     return out
+
+
+def aoi_lookup(database_url: str) -> Callable[[list[str]], list[AOI]]:
+    """A read-only AOI lookup for validation: creates no file, table or row (missing DB -> no AOIs)."""
+
+    def lookup(ids: list[str]) -> list[AOI]:
+        url = sa.engine.make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            if not Path(url.database).expanduser().exists():
+                return []
+        engine = sa.create_engine(url)
+        try:
+            if not sa.inspect(engine).has_table(aoi_table.name):
+                return []
+            return get_aois(engine, ids)
+        finally:
+            engine.dispose()
+
+    return lookup
 
 
 def upsert_observations(engine: Engine, observations: Sequence[Observation], flow_run_id: str | None) -> int:

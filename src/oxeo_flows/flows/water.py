@@ -49,7 +49,6 @@ class _Context:
             window=params.get("window"),
             tile_size_m=params.get("tile_size_m"),
         )
-        self.engine = store.connect(self.settings.database_url)
         self.request = pipeline.build_request(
             params["aoi"],
             params["start_date"],
@@ -57,8 +56,10 @@ class _Context:
             params["constellations"],
             params["model"],
             self.settings,
-            self.engine,
+            store.aoi_lookup(self.settings.database_url),
         )
+        # Validation done: only now touch the database.
+        self.engine = store.connect(self.settings.database_url)
         self.report: dict[str, Any] = {"timings_s": {}}
         self.flow_run_id = str(flow_run.id) if flow_run.id else None
 
