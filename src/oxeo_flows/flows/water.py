@@ -95,10 +95,11 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     # One writer per archive: units of the same tile x constellation run one after another.
     last: dict[tuple[str, str], PrefectFuture[Any]] = {}
     futures = []
+    extract = extract_unit_task.with_options(retries=s.source_retries)
     for unit in units:
         key = (unit.tile_id, unit.constellation)
         prev = last.get(key)
-        fut = extract_unit_task.submit(
+        fut = extract.submit(
             unit,
             s.storage,
             s.resampling,
