@@ -71,6 +71,24 @@ def _archive_digest(storage: Path) -> dict[str, str]:
 ALL = "sentinel-2,landsat-8,landsat-9"
 
 
+def _check_artifacts(flow_run_id: str, n_rows: int) -> None:
+    """The run left a markdown report, a table of the rows and a finished progress artifact."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        arts = [a for a in client.read_artifacts() if str(a.flow_run_id) == flow_run_id]
+    by_type = {a.type: a for a in arts}
+    assert set(by_type) >= {"markdown", "table", "progress"}
+    report = str(by_type["markdown"].data)
+    assert by_type["markdown"].key == "water-report"
+    for word in ("scenes_found", "slices_written", "rows_written", "sample-lake", "33_T_10000_49_498"):
+        assert word in report
+    table = by_type["table"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert len(rows) == n_rows and {"aoi_id", "datetime", "water_area_m2"} <= set(rows[0])
+    assert float(by_type["progress"].data) == 100.0
+
+
 def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, tmp_path: Path) -> None:
     before = SOURCE_READS.value
     run = _run(sample, tmp_path, "2024-01-01", "2024-06-30", "--param", f"constellations={ALL}")
@@ -82,6 +100,7 @@ def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, t
         (run_row,) = conn.execute(sa.select(store.flow_run_table)).mappings().all()
     assert run_row["flow"] == "water" and run_row["state"] == "COMPLETED" and run_row["flow_run_id"]
     assert run_row["counts"]["rows_written"] == summary["rows_written"]
+    _check_artifacts(run_row["flow_run_id"], summary["rows_written"])
     rows = _export(tmp_path)
     assert list(rows[0])[:5] == [
         "aoi_id",

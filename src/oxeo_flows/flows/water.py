@@ -11,10 +11,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.futures import PrefectFuture, wait
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 
 from oxeo_flows import pipeline, store
@@ -107,8 +113,13 @@ def _extract(ctx: _Context) -> dict[str, Any]:
         )
         last[key] = fut
         futures.append(fut)
-    wait(futures)
-    summaries = [f.result() for f in futures]
+    summaries = []
+    progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]
+        progress=0.0 if futures else 100.0, description=f"extraction: {len(futures)} work units"
+    )
+    for i, fut in enumerate(as_completed(futures), start=1):
+        summaries.append(fut.result())
+        update_progress_artifact(progress_id, progress=100.0 * i / len(futures))
     return {
         "scenes_found": searched,
         "tile_days_offered": offered,
@@ -137,6 +148,23 @@ def _timeseries(ctx: _Context) -> dict[str, Any]:
     wait(futures)
     rows = [r for f in futures for r in f.result()]
     ctx.report["rows"] = rows
+    create_table_artifact(
+        key=f"{flow_run.flow_name or 'timeseries'}-rows",
+        table=[
+            {
+                "aoi_id": r["aoi_id"],
+                "datetime": r["acquired_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "constellation": r["constellation"],
+                "water_area_m2": round(r["water_area_m2"], 1),
+                "valid_fraction": round(r["valid_fraction"], 4),
+                "cloud_fraction": round(r["cloud_fraction"], 4),
+                "usable": r["usable"],
+                "model": r["model"],
+            }
+            for r in rows
+        ],
+        description="Water time series rows written by this run",
+    )
     return {
         "rows_written": len(rows),
         "usable_rows": sum(1 for r in rows if r["usable"]),
