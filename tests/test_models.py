@@ -94,8 +94,15 @@ def test_mask_codes() -> None:
     assert (MASK_DRY, MASK_WATER, MASK_CLOUD, MASK_NODATA) == (0, 1, 254, 255)
 
 
+def test_unknown_model_parameter_is_an_input_error() -> None:
+    with pytest.raises(InputError) as exc:
+        get_model("pekel", threshold=0.1)
+    assert exc.value.parameter == "model" and "threshold" in str(exc.value)
+
+
 def test_registry_keys() -> None:
-    assert sorted(MODELS) == ["mndwi", "ndwi"]
+    assert sorted(MODELS) == ["mndwi", "ndwi", "pekel"]
+    assert get_model("pekel").key == "pekel-v1"
     assert get_model("mndwi").key == "mndwi-v1"
     assert get_model("ndwi").key == "ndwi-v1"
     assert get_model("mndwi", threshold=0.2).key == "mndwi-v1-t0.2"

@@ -17,6 +17,7 @@ from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER
 from oxeo_flows.constellations import Constellation
 from oxeo_flows.errors import InputError
 from oxeo_flows.models.cloud import qa_pixel_masks, scl_masks
+from oxeo_flows.models.pekel import PekelModel
 
 # Role -> archive band per family (Landsat's NIR is the 'nir08' asset).
 _ROLE_BANDS = {
@@ -77,6 +78,7 @@ class IndexThresholdModel:
 MODELS: dict[str, Callable[..., WaterModel]] = {
     "mndwi": lambda threshold=0.0: IndexThresholdModel("mndwi", "1", ("green", "swir16"), float(threshold)),
     "ndwi": lambda threshold=0.0: IndexThresholdModel("ndwi", "1", ("green", "nir"), float(threshold)),
+    "pekel": lambda: PekelModel(),
 }
 
 
@@ -84,7 +86,10 @@ def get_model(name: str, **params: float) -> WaterModel:
     """Instantiate a registered model, raising `InputError('model', ...)` when unknown."""
     if name not in MODELS:
         raise InputError("model", f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}")
-    return MODELS[name](**params)
+    try:
+        return MODELS[name](**params)
+    except TypeError as exc:
+        raise InputError("model", f"bad parameters {sorted(params)} for model {name!r}: {exc}") from None
 
 
 def predict_slice(
