@@ -49,8 +49,15 @@ RUN apt-get update \
 # Non-root user; its home holds PREFECT_HOME (~/.prefect).
 RUN groupadd --gid 10001 oxeo \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin oxeo \
-    && mkdir -p /opt/oxeo \
-    && chown oxeo:oxeo /opt/oxeo
+    && mkdir -p /opt/oxeo /opt/venv \
+    && chown oxeo:oxeo /opt/oxeo /opt/venv
+
+# Everything below runs as the unprivileged user. The virtualenv belongs to it, so the deployment's pull
+# step can `pip install --no-deps` the freshly cloned code over the packaged copy at run time.
+USER oxeo
+RUN python -m venv /opt/venv
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
 
 # Exactly the project's dependency list, resolved from the wheels built above. The wheel directory is
 # bind-mounted from the builder stage rather than copied, so it adds no layer to the image.
@@ -59,6 +66,5 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 
 # Flow runs start here; the git_clone pull step clones the repository into this directory.
 WORKDIR /opt/oxeo
-USER oxeo
 
 CMD ["oxeo-flows", "flows"]

@@ -4,6 +4,9 @@
     oxeo-flows run FLOW --param key=value ...         run a flow (values parsed as JSON when they parse)
     oxeo-flows sample-data DIR                        write the offline sample catalog and AOI
     oxeo-flows export timeseries [--aoi ID] [--format csv|json]
+    oxeo-flows up [--port N] [--detach] / oxeo-flows down      local Prefect server + worker + deployments
+    oxeo-flows secrets set NAME [--from-env VAR]               store a Prefect Secret block
+    oxeo-flows graph FLOW [--format mermaid|dot] [--output F] [--param k=v ...]
 
 Bad input exits with status 2 and one line `error: <parameter>: <what was expected>`.
 """
@@ -85,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.exceptions import ParameterTypeError
 
     from oxeo_flows import pipeline, store
-    from oxeo_flows.flows import FLOWS
+    from oxeo_flows.flows import FLOWS, secrets
     from oxeo_flows.settings import load_settings
 
     if args.flow not in FLOWS:
@@ -100,12 +103,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError("--param", f"missing required parameter(s): {', '.join(missing)}")
     # Validate everything up front so bad input fails fast and writes nothing.
-    settings = load_settings(
-        catalog=params.get("catalog"),
-        storage=params.get("storage"),
-        database_url=params.get("database_url"),
-        window=params.get("window"),
-        tile_size_m=params.get("tile_size_m"),
+    settings = secrets.resolve_settings(
+        load_settings(
+            catalog=params.get("catalog"),
+            storage=params.get("storage"),
+            database_url=params.get("database_url"),
+            window=params.get("window"),
+            tile_size_m=params.get("tile_size_m"),
+        )
     )
     request = pipeline.build_request(
         params["aoi"],
@@ -174,6 +179,103 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from oxeo_flows import stack
+
+    state = stack.up(port=args.port, work_pool=args.pool, worker=not args.no_worker)
+    print(f"Prefect UI: {state.ui_url}   (API {state.api_url})")
+    print(f"work pool {state.work_pool}; deployments: {', '.join(f'{k}/{k}' for k in state.deployments)}")
+    print(f"logs: {state.log_dir}; state: {stack.state_file()}")
+    if args.detach:
+        print("running in the background; stop it with `oxeo-flows down`")
+        return 0
+    print("press Ctrl-C to stop")
+    stack.wait_forever(state)
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from oxeo_flows import stack
+
+    state = stack.down()
+    print("nothing recorded by `oxeo-flows up`" if state is None else f"stopped the stack on {state.ui_url}")
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    import getpass
+
+    from oxeo_flows.flows import secrets
+
+    if args.from_env:
+        value = os.environ.get(args.from_env, "")
+        if not value:
+            raise InputError("--from-env", f"environment variable {args.from_env} is empty or unset")
+    elif sys.stdin.isatty():
+        value = getpass.getpass(f"value of secret {args.name}: ")
+    else:
+        value = sys.stdin.read().rstrip("\n")
+    secrets.set_secret(args.name, value)
+    print(f"stored Prefect Secret block {args.name!r}; reference it as 'secret:{args.name}'")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from oxeo_flows import graph
+
+    if args.flow not in graph.STEPS:
+        raise InputError("FLOW", f"unknown flow {args.flow!r}; expected one of {', '.join(graph.STEPS)}")
+    g = _request_graph(args.flow, parse_params(args.param)) if args.param else graph.static_graph(args.flow)
+    text = graph.to_mermaid(g) if args.format == "mermaid" else graph.to_dot(g)
+    if not args.output:
+        print(text, end="")
+        return 0
+    out = args.output
+    if args.format == "dot" and out.endswith((".png", ".svg", ".pdf")):
+        dot = shutil.which("dot")
+        src = out.rsplit(".", 1)[0] + ".dot"
+        with open(src, "w") as f:
+            f.write(text)
+        if dot is None:
+            print(f"Graphviz `dot` not found: wrote {src} instead of {out} (render it with `dot -T...`)")
+            return 0
+        subprocess.run([dot, f"-T{out.rsplit('.', 1)[1]}", src, "-o", out], check=True)
+    else:
+        with open(out, "w") as f:
+            f.write(text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _request_graph(flow: str, params: dict[str, Any]) -> Any:
+    from oxeo_flows import graph, pipeline, store
+    from oxeo_flows.settings import load_settings
+    from oxeo_flows.tiling import tiles_for_geometry
+
+    settings = load_settings(
+        catalog=params.get("catalog"), storage=params.get("storage"), database_url=params.get("database_url")
+    )
+    req = pipeline.build_request(
+        params.get("aoi"),
+        params.get("start_date"),
+        params.get("end_date"),
+        params.get("constellations", "sentinel-2"),
+        params.get("model", "mndwi"),
+        settings,
+        store.aoi_lookup(settings.database_url),
+    )
+    units: list[Any] = []
+    if "extract" in graph.STEPS[flow]:
+        for const in req.constellations:
+            units += pipeline.plan(req, const, pipeline.search_scenes(req, const, settings), settings).units
+    archives = [(t.id, c.name) for t in req.tiles for c in req.constellations]
+    aoi_tiles = {a.id: [t.id for t in tiles_for_geometry(a.geometry, settings.tile_size_m)] for a in req.aois}
+    return graph.request_graph(flow, units, archives, aoi_tiles)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oxeo-flows", description="Water monitoring pipelines on Prefect 3")
     sub = p.add_subparsers(dest="command", required=True)
@@ -194,6 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", "-o", help="file to write (default: standard output)")
     e.add_argument("--database-url")
     e.set_defaults(func=cmd_export)
+    u = sub.add_parser("up", help="start a local Prefect server, work pool, deployments and worker")
+    u.add_argument("--port", type=int, default=4200)
+    u.add_argument("--pool", default="oxeo-process")
+    u.add_argument("--no-worker", action="store_true", help="do not start a process worker")
+    u.add_argument("--detach", action="store_true", help="return at once; stop later with `down`")
+    u.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    sec = sub.add_parser("secrets", help="manage Prefect Secret blocks")
+    sec_sub = sec.add_subparsers(dest="action", required=True)
+    ss = sec_sub.add_parser("set", help="store a secret (value from stdin, a prompt, or --from-env)")
+    ss.add_argument("name")
+    ss.add_argument("--from-env", metavar="VAR", help="read the value from this environment variable")
+    ss.set_defaults(func=cmd_secrets)
+    gr = sub.add_parser("graph", help="write a flow's task graph (Mermaid or Graphviz DOT)")
+    gr.add_argument("flow")
+    gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    gr.add_argument("--output", "-o", help="file (.mmd, .dot; .png/.svg with --format dot renders via `dot`)")
+    gr.add_argument("--param", "-p", action="append", metavar="KEY=VALUE", help="draw a concrete request")
+    gr.set_defaults(func=cmd_graph)
     return p
 
 

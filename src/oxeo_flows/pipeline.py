@@ -6,6 +6,7 @@ inside. The same calls run from a notebook, a test, a benchmark or another orche
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,7 +27,8 @@ from oxeo_flows.settings import Settings
 from oxeo_flows.tiling import Tile, tiles_for_geometry
 from oxeo_flows.timeseries import Observation, aoi_observations
 
-MAX_YEARS = 50
+MAX_YEARS = 100
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,19 @@ def build_request(
     return Request(aois, start, end, consts, water_model, tuple(tiles[k] for k in sorted(tiles)))
 
 
-def search_scenes(request: Request, const: Constellation, catalog: str) -> list[Scene]:
-    """Scenes of `const` over the request's AOIs and dates."""
+def search_scenes(request: Request, const: Constellation, settings: Settings) -> list[Scene]:
+    """Scenes of `const` over the request's AOIs and dates, from `settings.catalog`."""
     from shapely.ops import unary_union
 
     footprint = unary_union([a.geometry for a in request.aois])
-    items = search_items(catalog, footprint, request.start, request.end, const.collections)
-    return scenes_for(items, const)
+    token = settings.catalog_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else None
+    items = search_items(
+        settings.catalog, footprint, request.start, request.end, const.collections, headers=headers
+    )
+    scenes = scenes_for(items, const)
+    log.info("%s: %d items, %d %s scenes", settings.catalog, len(items), len(scenes), const.name)
+    return scenes
 
 
 def plan(request: Request, const: Constellation, scenes: Sequence[Scene], settings: Settings) -> Plan:
@@ -112,6 +120,7 @@ def extract_unit(unit: WorkUnit, storage: str, resampling: str = "nearest") -> E
     archive = Archive(storage, Tile.from_id(unit.tile_id), const)
     summary = ExtractSummary(unit.name, days_planned=len(unit.days))
     done = archive.committed()
+    log.info("%s: %d solar days to extract into %s", unit.name, len(unit.days), archive.path)
     for day in unit.days:
         if day.solar_day in done:
             summary.slices_skipped += 1

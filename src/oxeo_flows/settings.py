@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,16 +23,24 @@ from pydantic_settings import (
 from oxeo_flows.errors import InputError
 
 EARTH_SEARCH_V1 = "https://earth-search.aws.element84.com/v1"
+SECRET_FIELDS = ("database_url", "catalog_token")
 
 
 class Settings(BaseSettings):
-    """Project settings; every field can be overridden per flow run."""
+    """Project settings; every field can be overridden per flow run.
+
+    Secret values (`catalog_token`, a `database_url` with a password) may be given as `secret:NAME`; the
+    flows resolve such references from Prefect Secret blocks (see `oxeo_flows.flows.secrets`).
+    """
 
     model_config = SettingsConfigDict(env_prefix="OXEO_", extra="forbid")
 
     storage: str = Field("./oxeo-data/archive", description="fsspec URL of the archive root")
     database_url: str = Field("sqlite:///./oxeo-data/oxeo.db", description="SQLAlchemy URL")
     catalog: str = Field(EARTH_SEARCH_V1, description="STAC API URL or static catalog JSON path")
+    catalog_token: SecretStr | None = Field(
+        None, description="bearer token for STAC APIs that need one (sent as an Authorization header)"
+    )
     tile_size_m: int = Field(10_000, gt=0, description="UTM tile side in metres")
     max_tiles_per_run: int = Field(400, gt=0, description="refuse requests needing more tiles")
     window: str = Field("month", description="extraction time window: month, quarter or year")
@@ -80,4 +88,5 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise InputError(field, f"{err['msg']} (got {err.get('input')!r})") from None
+        shown = "<hidden>" if field in SECRET_FIELDS else repr(err.get("input"))
+        raise InputError(field, f"{err['msg']} (got {shown})") from None

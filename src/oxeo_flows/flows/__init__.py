@@ -1,6 +1,12 @@
 """Prefect 3 flows: thin wiring of `oxeo_flows.pipeline` into tasks, artifacts and logs."""
 
-from oxeo_flows.flows.water import extract_flow, predict_flow, timeseries_flow, water_flow
+import logging
+
+# The library logs at INFO through `logging`; Prefect forwards the `oxeo_flows` logger to the run's logs
+# (PREFECT_LOGGING_EXTRA_LOGGERS=oxeo_flows, set by the CLI and `oxeo-flows up`) only at this level.
+logging.getLogger("oxeo_flows").setLevel(logging.INFO)
+
+from oxeo_flows.flows.water import extract_flow, predict_flow, timeseries_flow, water_flow  # noqa: E402
 
 FLOWS = {
     "extract": extract_flow,

@@ -24,6 +24,8 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 
 from oxeo_flows import pipeline, store
+from oxeo_flows.errors import InputError
+from oxeo_flows.flows import secrets
 from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
 from oxeo_flows.planning import WorkUnit
 from oxeo_flows.settings import Settings, load_settings
@@ -48,12 +50,22 @@ class _Context:
     def __init__(self, **params: Any) -> None:
         self.started = datetime.now(UTC)
         self.params = params
-        self.settings: Settings = load_settings(
-            catalog=params.get("catalog"),
-            storage=params.get("storage"),
-            database_url=params.get("database_url"),
-            window=params.get("window"),
-            tile_size_m=params.get("tile_size_m"),
+        token = params.get("catalog_token")
+        if token is not None and not str(token).startswith(secrets.PREFIX):
+            raise InputError(
+                "catalog_token",
+                "expected a reference 'secret:<block name>' (parameters are shown in the UI; "
+                "store the token with `oxeo-flows secrets set NAME`)",
+            )
+        self.settings: Settings = secrets.resolve_settings(
+            load_settings(
+                catalog=params.get("catalog"),
+                catalog_token=token,
+                storage=params.get("storage"),
+                database_url=params.get("database_url"),
+                window=params.get("window"),
+                tile_size_m=params.get("tile_size_m"),
+            )
         )
         self.request = pipeline.build_request(
             params["aoi"],
@@ -84,7 +96,7 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     units: list[WorkUnit] = []
     offered = present = 0
     for const in req.constellations:
-        scenes = pipeline.search_scenes(req, const, s.catalog)
+        scenes = pipeline.search_scenes(req, const, s)
         searched[const.name] = len(scenes)
         p = pipeline.plan(req, const, scenes, s)
         offered += p.days_offered
@@ -238,6 +250,8 @@ _COMMON_DOC = """
         database_url: SQLAlchemy URL of the results database (default: settings).
         window: extraction window per task: month, quarter or year (default: settings).
         tile_size_m: UTM tile side in metres (default: settings).
+        catalog_token: 'secret:<block name>' of a bearer token for STAC APIs that need one.
+        (`database_url` may also be a 'secret:<block name>' reference.)
 """
 
 
@@ -253,6 +267,7 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
         database_url: str | None = None,
         window: str | None = None,
         tile_size_m: int | None = None,
+        catalog_token: str | None = None,
     ) -> dict[str, Any]:
         ctx = _Context(
             aoi=aoi,
@@ -265,6 +280,7 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
             database_url=database_url,
             window=window,
             tile_size_m=tile_size_m,
+            catalog_token=catalog_token,
         )
         counts: dict[str, Any] = {}
         if "extract" in steps:
