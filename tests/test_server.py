@@ -7,11 +7,14 @@ with a temporary PREFECT_HOME, and stops every process it started.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,9 +51,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    home = tmp_path / "prefect-home"
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("stack") / "prefect-home"
     port = free_port()
     env = {
         **os.environ,
@@ -185,3 +188,134 @@ def _check_ui_page(ui_url: str, run_id: str, run_name: str, tmp_path: Path) -> N
     assert shot.exists() and shot.stat().st_size > 10_000
     assert run_name in dom
     assert "Completed" in dom
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Hook.received.append(body.decode(errors="replace"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_failure_alert_and_prefect_deploy_all(stack: dict[str, Any], tmp_path: Path) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    state, env = stack["state"], {**stack["env"], "PREFECT_API_URL": stack["state"]["api_url"]}
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: state["api_url"]}):
+            CustomWebhookNotificationBlock(
+                name="oxeo-test",
+                url=f"http://127.0.0.1:{server.server_port}/hook",
+                method="POST",
+                json_data={"subject": "{{subject}}", "body": "{{body}}"},
+                allow_private_urls=True,
+            ).save("oxeo-test-alerts", overwrite=True)
+            alert = _cli(env, "alert-on-failure", "--block", "oxeo-test-alerts")
+            assert alert.returncode == 0, alert.stderr
+            time.sleep(2)  # let the automation service load the new automation
+            with get_client(sync_client=True) as client:
+                dep = client.read_deployment_by_name("water/water")
+                bad = {
+                    "aoi": str(tmp_path / "missing.geojson"),
+                    "start_date": "2024-01-01",
+                    "end_date": "2024-01-31",
+                }
+                run = client.create_flow_run_from_deployment(dep.id, parameters=bad)
+                deadline = time.monotonic() + 240
+                while not (run.state and run.state.is_final()):
+                    assert time.monotonic() < deadline
+                    time.sleep(2)
+                    run = client.read_flow_run(run.id)
+            assert run.state is not None and run.state.is_failed()
+            deadline = time.monotonic() + 120
+            while not any(run.name in r for r in _Hook.received):
+                assert time.monotonic() < deadline, f"no notification for {run.name}: {_Hook.received}"
+                time.sleep(1)
+            assert "Failed" in next(r for r in _Hook.received if run.name in r)
+    finally:
+        server.shutdown()
+
+    # `prefect deploy --all` from the repository root registers every deployment of prefect.yaml
+    repo = Path(__file__).resolve().parents[1]
+    deploy_env = {
+        **env,
+        "OXEO_GIT_REPOSITORY": "https://git.example.invalid/oxeo-flows.git",
+        "OXEO_GIT_BRANCH": "main",
+        "OXEO_IMAGE": "oxeo-flows:test",
+    }
+    with temporary_settings(updates={PREFECT_API_URL: state["api_url"]}):
+        from oxeo_flows.flows.deployments import ensure_work_pool
+        from oxeo_flows.flows.secrets import set_secret
+
+        ensure_work_pool("oxeo-docker", "docker")
+        ensure_work_pool("oxeo-kubernetes", "kubernetes")
+        git_token = f"GITTOKEN-{uuid.uuid4().hex}"
+        set_secret("oxeo-git-token", git_token)
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+            cwd=repo,
+            env=deploy_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with get_client(sync_client=True) as client:
+            deps = {d.name: d for d in client.read_deployments()}
+    assert {
+        "water",
+        "extract",
+        "predict",
+        "timeseries",
+        "water-weekly",
+        "water-docker",
+        "water-kubernetes",
+    } <= set(deps)
+    weekly = deps["water-weekly"].schedules
+    assert len(weekly) == 1 and not weekly[0].active and weekly[0].schedule.cron == "45 8 * * 1"  # type: ignore[union-attr]
+    docker = deps["water-docker"]
+    assert docker.work_pool_name == "oxeo-docker" and docker.job_variables["image"] == "oxeo-flows:test"
+    pulled = json.dumps(docker.pull_steps)
+    assert "{{ prefect.blocks.secret.oxeo-git-token }}" in pulled and git_token not in pulled
+
+
+def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oxeo_flows.cli", "up", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        state = json.loads((home / "oxeo-up.json").read_text())
+        assert _alive(state["server_pid"]) and _alive(state["worker_pid"])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (home / "oxeo-up.json").exists()
+    for pid in (state["server_pid"], state["worker_pid"]):
+        assert not _alive(pid)

@@ -6,6 +6,7 @@
     oxeo-flows export timeseries [--aoi ID] [--format csv|json]
     oxeo-flows up [--port N] [--detach] / oxeo-flows down      local Prefect server + worker + deployments
     oxeo-flows secrets set NAME [--from-env VAR]               store a Prefect Secret block
+    oxeo-flows alert-on-failure --block NAME                   Prefect automation: notify on failed runs
     oxeo-flows graph FLOW [--format mermaid|dot] [--output F] [--param k=v ...]
 
 Bad input exits with status 2 and one line `error: <parameter>: <what was expected>`.
@@ -220,6 +221,14 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alert(args: argparse.Namespace) -> int:
+    from oxeo_flows.flows.automations import create_failure_automation
+
+    automation_id = create_failure_automation(args.block, args.name)
+    print(f"automation {args.name} ({automation_id}) notifies block {args.block!r} on failed/crashed runs")
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     import shutil
     import subprocess
@@ -309,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("name")
     ss.add_argument("--from-env", metavar="VAR", help="read the value from this environment variable")
     ss.set_defaults(func=cmd_secrets)
+    al = sub.add_parser("alert-on-failure", help="create the failure-notification automation")
+    al.add_argument("--block", required=True, help="name of a saved Prefect notification block")
+    al.add_argument("--name", default="oxeo-flows-failure-alert")
+    al.set_defaults(func=cmd_alert)
     gr = sub.add_parser("graph", help="write a flow's task graph (Mermaid or Graphviz DOT)")
     gr.add_argument("flow")
     gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")

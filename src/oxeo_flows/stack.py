@@ -203,6 +203,7 @@ def wait_forever(state: StackState) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)  # also when started from a shell that ignores SIGINT
     try:
         while True:
             time.sleep(1)

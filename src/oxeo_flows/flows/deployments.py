@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +44,16 @@ def deploy_all(work_pool: str = DEFAULT_POOL, source: Path | None = None) -> dic
     ids: dict[str, str] = {}
     for name in FLOW_NAMES:
         fl: Any = Flow.from_source(source=str(root), entrypoint=f"{entry}:{name}_flow")
-        dep = fl.deploy(
-            name=name,
-            work_pool_name=work_pool,
-            build=False,
-            push=False,
-            print_next_steps=False,
-            ignore_warnings=True,
-            tags=["oxeo-flows"],
-            description=(fl.description or "").splitlines()[0] if fl.description else None,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # deploy() prints a table per deployment
+            dep = fl.deploy(
+                name=name,
+                work_pool_name=work_pool,
+                build=False,
+                push=False,
+                print_next_steps=False,
+                ignore_warnings=True,
+                tags=["oxeo-flows"],
+                description=(fl.description or "").splitlines()[0] if fl.description else None,
+            )
         ids[name] = str(dep)
     return ids
