@@ -126,3 +126,15 @@ def test_bad_env_value_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError) as exc:
         load_settings()
     assert exc.value.parameter == "resampling"
+
+
+def test_anchored_pins_relative_local_paths(tmp_path: Path) -> None:
+    from oxeo_flows.settings import Settings, anchored
+
+    s = anchored(Settings(storage="./data/archive", database_url="sqlite:///./x/oxeo.db"), tmp_path)
+    assert s.storage == str(tmp_path / "data" / "archive")
+    assert s.database_url == f"sqlite:///{tmp_path / 'x' / 'oxeo.db'}"
+    remote = Settings(storage="s3://bucket/a", database_url="postgresql://u@h/db")
+    assert anchored(remote, tmp_path) == remote
+    absolute = Settings(storage="/data/a", database_url="sqlite:////data/oxeo.db")
+    assert anchored(absolute, tmp_path) == absolute

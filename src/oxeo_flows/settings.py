@@ -80,6 +80,22 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def anchored(settings: Settings, base: Path) -> Settings:
+    """A copy whose relative local `storage` path and relative SQLite file are made absolute under `base`.
+
+    Workers run flows in the code's directory, so the defaults (`./oxeo-data/...`) must be pinned to the
+    directory the user meant before they are handed to a worker.
+    """
+    update: dict[str, Any] = {}
+    if "://" not in settings.storage and not Path(settings.storage).is_absolute():
+        update["storage"] = str((base / settings.storage).resolve())
+    prefix = "sqlite:///"
+    db = settings.database_url
+    if db.startswith(prefix) and not db.startswith(prefix + "/") and db != prefix + ":memory:":
+        update["database_url"] = prefix + str((base / db[len(prefix) :]).resolve())
+    return settings.model_copy(update=update) if update else settings
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings with `overrides` (None values ignored); invalid values raise `InputError` naming the field."""
     clean = {k: v for k, v in overrides.items() if v is not None}

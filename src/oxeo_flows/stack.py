@@ -49,8 +49,17 @@ def free_port() -> int:
 
 
 def stack_env(api_url: str) -> dict[str, str]:
-    """Environment for the server, the worker and the flow runs it starts (telemetry off)."""
+    """Environment for the server, the worker and the flow runs it starts (telemetry off).
+
+    Relative default data paths are pinned to the current directory: flow runs execute in the code's
+    directory, and results belong where the user ran `oxeo-flows up`.
+    """
+    from oxeo_flows.settings import anchored, load_settings
+
     env = dict(os.environ)
+    here = anchored(load_settings(), Path.cwd())
+    env.setdefault("OXEO_STORAGE", here.storage)
+    env.setdefault("OXEO_DATABASE_URL", here.database_url)
     env.update(
         {
             "PREFECT_API_URL": api_url,
