@@ -30,6 +30,7 @@ FLOW_PARAMS = [
     "database_url",
     "window",
     "tile_size_m",
+    "catalog_token",
 ]
 LAKE = {
     "type": "FeatureCollection",
@@ -371,8 +372,9 @@ def test_flows_lists_flows_and_parameters(capsys: pytest.CaptureFixture[str]) ->
     assert [h.split(":")[0] for h in headers] == ["extract", "predict", "timeseries", "water"]
     assert headers[3] == "water: oxeo-flows `water`: extract, then predict, then timeseries."
     assert len(lines) == 4 * (1 + len(FLOW_PARAMS))
+    n = 1 + len(FLOW_PARAMS)
     for i in range(4):
-        block = lines[i * 11 + 1 : (i + 1) * 11]
+        block = lines[i * n + 1 : (i + 1) * n]
         assert [b.strip().split(":")[0] for b in block] == FLOW_PARAMS
         assert block[0] == "    aoi: AoiParam (required)"
         assert block[1] == "    start_date: date (required)"

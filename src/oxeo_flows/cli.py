@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.flow not in FLOWS:
         raise InputError("FLOW", f"unknown flow {args.flow!r}; expected one of {', '.join(FLOWS)}")
-    fl = FLOWS[args.flow]
+    fl: Any = FLOWS[args.flow]
     params = parse_params(args.param or [])
     valid = _flow_params(fl)
     unknown = sorted(set(params) - set(valid))
@@ -125,6 +125,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
     # number) as a Unix time and fail only after starting Prefect.
     params["start_date"], params["end_date"] = request.start, request.end
+    if args.runner or args.dask_address or args.dask_workers:
+        from oxeo_flows.flows.runners import make_task_runner
+
+        runner_settings = load_settings(
+            task_runner=args.runner or ("dask" if args.dask_address or args.dask_workers else None),
+            dask_address=args.dask_address,
+            dask_workers=args.dask_workers,
+        )
+        fl = fl.with_options(task_runner=make_task_runner(runner_settings))
     try:
         result = fl(**params)
     except ParameterTypeError as exc:
@@ -292,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a flow")
     r.add_argument("flow")
     r.add_argument("--param", "-p", action="append", metavar="KEY=VALUE")
+    r.add_argument("--runner", choices=["threads", "dask"], help="task runner (default: settings)")
+    r.add_argument("--dask-address", help="run tasks on an existing Dask scheduler (tcp://host:8786)")
+    r.add_argument("--dask-workers", type=int, help="workers of a local Dask cluster")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("sample-data", help="write the built-in synthetic sample catalog")
     s.add_argument("dir")

@@ -49,12 +49,30 @@ class Settings(BaseSettings):
     min_hole_m2: float = Field(3125.0, ge=0)
     max_invalid_fraction: float = Field(0.10, ge=0, le=1)
     source_retries: int = Field(3, ge=0)
+    task_runner: str = Field(
+        "threads", description="threads, or dask (local cluster / address / cluster class)"
+    )
+    max_workers: int | None = Field(None, gt=0, description="threads of the thread-pool runner")
+    dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
+    dask_workers: int = Field(2, gt=0, description="workers of the local Dask cluster")
+    dask_cluster_class: str | None = Field(
+        None, description="import path of a cluster class, e.g. dask_kubernetes.operator.KubeCluster"
+    )
+    dask_cluster_kwargs: dict[str, Any] = Field(default_factory=dict)
+    dask_adapt_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
         if v not in ("month", "quarter", "year"):
             raise ValueError("expected month, quarter or year")
+        return v
+
+    @field_validator("task_runner")
+    @classmethod
+    def _task_runner(cls, v: str) -> str:
+        if v not in ("threads", "dask"):
+            raise ValueError("expected threads or dask")
         return v
 
     @field_validator("resampling")

@@ -26,6 +26,7 @@ from prefect.runtime import flow_run
 from oxeo_flows import pipeline, store
 from oxeo_flows.errors import InputError
 from oxeo_flows.flows import secrets
+from oxeo_flows.flows.runners import default_task_runner
 from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
 from oxeo_flows.planning import WorkUnit
 from oxeo_flows.settings import Settings, load_settings
@@ -293,7 +294,13 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
 
     run.__name__ = f"{name}_flow"
     run.__doc__ = f"oxeo-flows `{name}`: {', then '.join(steps)}.\n{_COMMON_DOC}"
-    return flow(name=name, flow_run_name=_run_name, log_prints=True, validate_parameters=True)(run)
+    return flow(
+        name=name,
+        flow_run_name=_run_name,
+        log_prints=True,
+        validate_parameters=True,
+        task_runner=default_task_runner(),
+    )(run)
 
 
 extract_flow = _flow("extract", ("extract",))
