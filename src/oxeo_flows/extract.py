@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ from oxeo_flows.constellations import Constellation
 from oxeo_flows.errors import SourceError
 
 _EPS = 1e-6
+READ_THREADS = 4
 RESAMPLING_CHOICES = ("nearest", "bilinear", "cubic", "average")
 
 
@@ -139,12 +141,14 @@ def load_day(
     constellation: Constellation,
     geobox: GeoBox,
     resampling: str = "nearest",
+    threads: int = READ_THREADS,
 ) -> LoadedSlice:
     """Fuse the scenes of one solar day into one (band, y, x) uint16 slice on `geobox`.
 
     Scenes are fused first-valid in (time, id) order. When scenes of the day use different DN offsets
     (e.g. one granule with the BOA offset pre-subtracted), later scenes are shifted into the first
-    scene's convention so the slice has one exact (scale, offset) per band.
+    scene's convention so the slice has one exact (scale, offset) per band. Assets are read by
+    `threads` threads (GDAL releases the GIL while decoding); the fusion order does not depend on it.
     """
     if not scenes:
         raise ValueError("load_day needs at least one scene")
@@ -152,15 +156,20 @@ def load_day(
     first = ordered[0]
     bands = constellation.bands
     out = np.zeros((len(bands), *geobox.shape), dtype=np.uint16)
-    for scene in ordered:
-        for b, band in enumerate(bands):
-            asset = scene.assets[band]
-            ref = first.assets[band]
-            arr = read_asset(asset, geobox, "nearest" if band == constellation.qa_band else resampling)
-            if (asset.scale, asset.offset) != (ref.scale, ref.offset):
-                arr = _shift_dn(arr, asset, ref, scene.id)
-            empty = out[b] == 0
-            np.copyto(out[b], arr, where=empty)
+
+    def read(job: tuple[Scene, int]) -> np.ndarray:
+        scene, b = job
+        band = bands[b]
+        asset, ref = scene.assets[band], first.assets[band]
+        arr = read_asset(asset, geobox, "nearest" if band == constellation.qa_band else resampling)
+        if (asset.scale, asset.offset) != (ref.scale, ref.offset):
+            arr = _shift_dn(arr, asset, ref, scene.id)
+        return arr
+
+    jobs = [(scene, b) for scene in ordered for b in range(len(bands))]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
+        for (_, b), arr in zip(jobs, pool.map(read, jobs), strict=True):  # map keeps the fusion order
+            np.copyto(out[b], arr, where=out[b] == 0)
     valid = np.all(out != 0, axis=0)
     meta = SliceMeta(
         time=first.datetime,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -121,16 +122,28 @@ def extract_unit(unit: WorkUnit, storage: str, resampling: str = "nearest") -> E
     summary = ExtractSummary(unit.name, days_planned=len(unit.days))
     done = archive.committed()
     log.info("%s: %d solar days to extract into %s", unit.name, len(unit.days), archive.path)
-    for day in unit.days:
-        if day.solar_day in done:
-            summary.slices_skipped += 1
-            continue
-        loaded = load_day(day.scenes, const, archive.geobox, resampling)
-        summary.scenes_read += len(day.scenes)
-        if archive.write_slice(loaded.data, loaded.meta) is None:
+
+    def record(slot: int | None) -> None:
+        if slot is None:
             summary.slices_skipped += 1
         else:
             summary.slices_written += 1
+
+    # Decode day i+1 while day i is written: one writer thread keeps slices in order and at most two
+    # slices in memory.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future[int | None] | None = None
+        for day in unit.days:
+            if day.solar_day in done:
+                summary.slices_skipped += 1
+                continue
+            loaded = load_day(day.scenes, const, archive.geobox, resampling)
+            summary.scenes_read += len(day.scenes)
+            if pending is not None:
+                record(pending.result())
+            pending = writer.submit(archive.write_slice, loaded.data, loaded.meta)
+        if pending is not None:
+            record(pending.result())
     return summary
 
 
