@@ -175,3 +175,17 @@ def test_incremental_runs_in_both_directions_equal_one_full_run(sample: Path, tm
     assert _archive_digest(inc / "archive") == _archive_digest(full / "archive")
     # time series identical apart from bookkeeping columns
     assert _export(inc) == _export(full)
+
+
+def test_pekel_model_on_sentinel2_and_landsat8(sample: Path, tmp_path: Path) -> None:
+    extra = ("--param", "constellations=sentinel-2,landsat-8", "--param", "model=pekel")
+    _cli(_run(sample, tmp_path, "2024-03-01", "2024-04-30", *extra))
+    rows = _export(tmp_path)
+    assert {r["constellation"] for r in rows} == {"sentinel-2", "landsat-8"}
+    assert {r["model"] for r in rows} == {"pekel-v1"}
+    truth = {(r["constellation"], r["solar_day"]): r for r in csv.DictReader((sample / "truth.csv").open())}
+    usable = [r for r in rows if r["usable"] == "True"]
+    assert {r["constellation"] for r in usable} == {"sentinel-2", "landsat-8"}
+    for r in usable:
+        true_area = float(truth[(r["constellation"], r["solar_day"])]["true_water_area_m2"])
+        assert float(r["water_area_m2"]) == pytest.approx(true_area, rel=0.05)

@@ -349,3 +349,28 @@ def test_qa_pixel_masks_custom_bits() -> None:
     nodata, cloud = qa_pixel_masks(qa, invalid_bits=(3, 5))
     assert not nodata.any()
     assert cloud.tolist() == [True, False, False, False, True]
+
+
+def test_cloud_dilation_in_metres_is_resolution_independent() -> None:
+    from oxeo_flows.models.registry import with_cloud_dilation
+
+    s2 = CONSTELLATIONS["sentinel-2"]
+    bands = list(s2.bands)
+    data = np.full((len(bands), 21, 21), 1000, np.uint16)
+    data[bands.index("green")] = 1600  # water everywhere (MNDWI > 0)
+    data[bands.index("scl")] = 6
+    data[bands.index("scl"), 10, 10] = 9  # one cloud pixel in the middle
+    scale = [1.0 if b == "scl" else 1e-4 for b in bands]
+    offset = [0.0 if b == "scl" else -0.1 for b in bands]
+    plain = get_model("mndwi")
+    dilated = with_cloud_dilation(plain, 20.0)  # 2 px at 10 m
+    assert dilated.key == "mndwi-v1-cd20" and with_cloud_dilation(plain, 0) is plain
+    m0 = predict_slice(data, bands, scale, offset, s2, plain)
+    m1 = predict_slice(data, bands, scale, offset, s2, dilated)
+    assert (m0 == 254).sum() == 1
+    yy, xx = np.mgrid[:21, :21]
+    disk = (yy - 10) ** 2 + (xx - 10) ** 2 <= 4
+    np.testing.assert_array_equal(m1 == 254, disk)
+    assert (m1[~disk] == 1).all()
+    with pytest.raises(InputError):
+        with_cloud_dilation(plain, -1)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -291,3 +292,22 @@ def test_record_flow_run(engine: Engine) -> None:
         counts={},
     )
     assert _count(engine, store.flow_run_table) == 2
+
+
+def test_harmonise_keeps_the_best_observation_per_day() -> None:
+
+    def row(const: str, valid: float, px: float, hour: int, day: int = 1, model: str = "m") -> dict[str, Any]:
+        return {
+            "aoi_id": "a", "solar_day": date(2024, 1, day), "model": model, "constellation": const,
+            "valid_fraction": valid, "pixel_size_m": px, "acquired_at": datetime(2024, 1, day, hour),
+        }  # fmt: skip
+
+    rows = [
+        row("landsat-8", 1.0, 30.0, 9),
+        row("sentinel-2", 0.95, 10.0, 10),  # less valid: loses
+        row("sentinel-2", 0.9, 10.0, 10, day=2),
+        row("landsat-9", 0.9, 30.0, 9, day=2),  # tie on validity: the finer pixels win
+        row("landsat-9", 0.5, 30.0, 9, day=3, model="other"),
+    ]
+    got = [(r["solar_day"].day, r["constellation"], r["model"]) for r in store.harmonise(rows)]
+    assert got == [(1, "landsat-8", "m"), (2, "sentinel-2", "m"), (3, "landsat-9", "other")]

@@ -325,7 +325,7 @@ def check_targets(
         v = summary.water[(m, ALL)]["area"]["mean_abs"]
         out.append(
             {
-                "target": f"mean |area error| <= {TARGET_AREA_PCT} % (valid share >= {MIN_VALID_SHARE})",
+                "target": f"mean abs area error <= {TARGET_AREA_PCT} % (valid share >= {MIN_VALID_SHARE})",
                 "model": m,
                 "value": v,
                 "met": bool(v <= TARGET_AREA_PCT),
@@ -445,7 +445,7 @@ def format_report(report: Report) -> str:
             "recall",
             "F1",
             "area obs",
-            "|area err| %",
+            "mean abs area err %",
             "bias %",
             "max % ",
             f"<= {TARGET_AREA_PCT:g} %",

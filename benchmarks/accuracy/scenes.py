@@ -519,7 +519,7 @@ def make_ground(group: str, seed: int, index: int) -> Ground:
     if group == "terrain_shadow":
         dem, lake0, sun_el = _terrain(rng, shape, water_share)
         params["sun_elevation_deg"] = sun_el
-        fixed &= False
+        fixed = np.zeros(shape, dtype=bool)  # the valley lake only: no river or ponds on the hills
         water = lake0
         lake_field = -dem
         lake_thr = -float(dem[lake0].max()) if lake0.any() else math.inf

@@ -165,6 +165,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = load_settings(database_url=args.database_url)
     engine = store.connect(settings.database_url)
     rows = store.query_observations(engine, args.aoi, args.constellation)
+    if args.harmonised:
+        rows = store.harmonise(rows)
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         if args.format == "json":
@@ -314,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--aoi", action="append", help="AOI id (repeatable)")
     e.add_argument("--constellation")
     e.add_argument("--format", choices=["csv", "json"], default="csv")
+    e.add_argument(
+        "--harmonised",
+        action="store_true",
+        help="one row per AOI and day: the best observation of any sensor",
+    )
     e.add_argument("--output", "-o", help="file to write (default: standard output)")
     e.add_argument("--database-url")
     e.set_defaults(func=cmd_export)

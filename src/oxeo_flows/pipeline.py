@@ -23,6 +23,7 @@ from oxeo_flows.constellations import Constellation, get_constellation, parse_co
 from oxeo_flows.errors import InputError
 from oxeo_flows.extract import load_day
 from oxeo_flows.models import WaterModel, get_model, predict_slice
+from oxeo_flows.models.registry import with_cloud_dilation
 from oxeo_flows.planning import Plan, WorkUnit, plan_extraction
 from oxeo_flows.settings import Settings
 from oxeo_flows.tiling import Tile, tiles_for_geometry
@@ -81,7 +82,7 @@ def build_request(
     if (end - start).days > MAX_YEARS * 366:
         raise InputError("end_date", f"expected a range of at most {MAX_YEARS} years, got {start}..{end}")
     consts = tuple(parse_constellations(constellations))
-    water_model = get_model(model)
+    water_model = with_cloud_dilation(get_model(model), settings.cloud_dilation_m)
     aois = tuple(parse_aoi(aoi, lookup=lookup, repair=repair))
     tiles: dict[str, Tile] = {}
     for a in aois:

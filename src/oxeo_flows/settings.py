@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     min_object_m2: float = Field(3125.0, ge=0)
     min_hole_m2: float = Field(3125.0, ge=0)
     max_invalid_fraction: float = Field(0.10, ge=0, le=1)
+    cloud_dilation_m: float = Field(0.0, ge=0, description="dilate cloud/shadow masks by this many metres")
     source_retries: int = Field(3, ge=0)
     task_runner: str = Field(
         "threads", description="threads, or dask (local cluster / address / cluster class)"

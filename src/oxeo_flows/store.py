@@ -214,6 +214,28 @@ def query_observations(
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def harmonise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (aoi, solar day, model): the best observation across constellations.
+
+    Best = highest `valid_fraction`, then the finer `pixel_size_m`, then the earlier acquisition and
+    the constellation name (deterministic). Areas are comparable across sensors because every row counts
+    the same AOI polygon in m².
+    """
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["aoi_id"], r["solar_day"], r["model"])
+        rank = (-r["valid_fraction"], r["pixel_size_m"], r["acquired_at"], r["constellation"])
+        cur = best.get(key)
+        if cur is None or rank < (
+            -cur["valid_fraction"],
+            cur["pixel_size_m"],
+            cur["acquired_at"],
+            cur["constellation"],
+        ):
+            best[key] = r
+    return sorted(best.values(), key=lambda r: (r["aoi_id"], r["acquired_at"], r["model"]))
+
+
 def record_flow_run(
     engine: Engine,
     *,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from scipy import ndimage
 
 from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER
 from oxeo_flows.constellations import Constellation
@@ -82,6 +83,48 @@ MODELS: dict[str, Callable[..., WaterModel]] = {
 }
 
 
+@dataclass(frozen=True)
+class CloudDilated:
+    """`inner` with the product's cloud/shadow mask dilated by `cloud_dilation_m` metres (a disk).
+
+    The dilation is part of the key (`mndwi-v1-cd60`), so masks with and without it coexist.
+    """
+
+    inner: WaterModel
+    cloud_dilation_m: float
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.inner.roles
+
+    @property
+    def key(self) -> str:
+        return f"{self.inner.key}-cd{self.cloud_dilation_m:g}"
+
+    def classify(self, reflectance: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.inner.classify(reflectance)
+
+
+def with_cloud_dilation(model: WaterModel, metres: float) -> WaterModel:
+    """`model` unchanged for 0 m, else wrapped so its masks dilate clouds by `metres`."""
+    if metres < 0:
+        raise InputError("cloud_dilation_m", f"expected metres >= 0, got {metres}")
+    return CloudDilated(model, float(metres)) if metres > 0 else model
+
+
+def _disk(radius_px: int) -> np.ndarray:
+    y, x = np.ogrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
+    return np.asarray(x * x + y * y <= radius_px * radius_px)
+
+
 def get_model(name: str, **params: float) -> WaterModel:
     """Instantiate a registered model, raising `InputError('model', ...)` when unknown."""
     if name not in MODELS:
@@ -113,6 +156,9 @@ def predict_slice(
         dn = data[i]
         nodata |= dn == 0
         reflectance[role] = dn.astype(np.float32) * np.float32(scale[i]) + np.float32(offset[i])
+    dilation_px = round(getattr(model, "cloud_dilation_m", 0.0) / constellation.resolution_m)
+    if dilation_px > 0:
+        cloud = ndimage.binary_dilation(cloud, structure=_disk(dilation_px))
     water = model.classify(reflectance)
     mask = np.where(water, MASK_WATER, MASK_DRY).astype(np.uint8)
     mask[cloud] = MASK_CLOUD
