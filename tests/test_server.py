@@ -33,8 +33,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    # run where PREFECT_HOME lives, so default data paths of the stack never land in the repository
     return subprocess.run(
         [sys.executable, "-m", "oxeo_flows.cli", *args],
+        cwd=Path(env["PREFECT_HOME"]).parent,
         env=env,
         capture_output=True,
         text=True,
@@ -297,6 +299,7 @@ def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "oxeo_flows.cli", "up", "--port", str(free_port())],
+        cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

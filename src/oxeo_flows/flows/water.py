@@ -184,7 +184,10 @@ def _timeseries(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _finish(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    ctx: _Context, flow_name: str, counts: dict[str, Any], state: str = "COMPLETED"
+) -> dict[str, Any]:
+    """Record the run in the database and attach the report (also for failed runs: what got done)."""
     counts = {**counts, "timings_s": ctx.report["timings_s"]}
     store.record_flow_run(
         ctx.engine,
@@ -192,7 +195,7 @@ def _finish(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> dict[str, 
         flow_run_id=ctx.flow_run_id,
         parameters=ctx.params,
         started_at=ctx.started,
-        state="COMPLETED",
+        state=state,
         counts=counts,
     )
     create_markdown_artifact(
@@ -284,12 +287,17 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
             catalog_token=catalog_token,
         )
         counts: dict[str, Any] = {}
-        if "extract" in steps:
-            counts.update(ctx.timed("extract", lambda: _extract(ctx)))
-        if "predict" in steps:
-            counts.update(ctx.timed("predict", lambda: _predict(ctx)))
-        if "timeseries" in steps:
-            counts.update(ctx.timed("timeseries", lambda: _timeseries(ctx)))
+        try:
+            if "extract" in steps:
+                counts.update(ctx.timed("extract", lambda: _extract(ctx)))
+            if "predict" in steps:
+                counts.update(ctx.timed("predict", lambda: _predict(ctx)))
+            if "timeseries" in steps:
+                counts.update(ctx.timed("timeseries", lambda: _timeseries(ctx)))
+        except Exception as exc:
+            counts["error"] = f"{type(exc).__name__}: {exc}"
+            _finish(ctx, name, counts, state="FAILED")
+            raise
         return _finish(ctx, name, counts)
 
     run.__name__ = f"{name}_flow"
