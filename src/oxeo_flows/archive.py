@@ -130,8 +130,8 @@ class Archive:
         if not self.exists():
             return {}
         g = self._group()
-        times = np.asarray(_a(g, "time")[:])
-        days = np.asarray(_a(g, "solar_day")[:])
+        times = np.asarray(get_array(g, "time")[:])
+        days = np.asarray(get_array(g, "solar_day")[:])
         return {
             (np.datetime64(int(d), "D").astype(date)): int(i)
             for i, (t, d) in enumerate(zip(times, days, strict=True))
@@ -140,13 +140,13 @@ class Archive:
 
     def read_slice(self, index: int) -> np.ndarray:
         """uint16 (band, y, x) of slot `index`."""
-        return np.asarray(_a(self._group(), "data")[index])
+        return np.asarray(get_array(self._group(), "data")[index])
 
     def slice_meta(self, index: int) -> SliceMeta:
         g = self._group()
 
         def at(name: str) -> np.ndarray:
-            return np.asarray(_a(g, name)[index])
+            return np.asarray(get_array(g, name)[index])
 
         return SliceMeta(
             time=_EPOCH + timedelta(microseconds=int(at("time")) // 1000),
@@ -164,11 +164,11 @@ class Archive:
             return {}
         g = self._group()
         name = _mask_name(key)
-        done = np.asarray(_a(g, name + "_done")[:]) if name + "_done" in g else None
+        done = np.asarray(get_array(g, name + "_done")[:]) if name + "_done" in g else None
         return {i: bool(done is not None and done[i] == 1) for i in self.committed().values()}
 
     def read_mask(self, key: str, index: int) -> np.ndarray:
-        return np.asarray(_a(self._group(), _mask_name(key))[index])
+        return np.asarray(get_array(self._group(), _mask_name(key))[index])
 
     # ---------------------------------------------------------------- writing
     def _create(self) -> zarr.Group:
@@ -280,8 +280,8 @@ class Archive:
     def _open_for_write(self) -> zarr.Group:
         g = self._create() if not self.exists() else self._group("r+")
         # Repair after a crash mid-resize: every time-indexed array gets the longest length.
-        n = max(int(arr.shape[0]) for _, arr in _time_arrays(g))
-        for _, arr in _time_arrays(g):
+        n = max(int(arr.shape[0]) for _, arr in time_arrays(g))
+        for _, arr in time_arrays(g):
             if arr.shape[0] != n:
                 arr.resize((n, *arr.shape[1:]))
         return g
@@ -295,8 +295,8 @@ class Archive:
         t_ns = _to_ns(meta.time)
         with _writer_lock(self.path):
             g = self._open_for_write()
-            times = np.asarray(_a(g, "time")[:])
-            days = np.asarray(_a(g, "solar_day")[:])
+            times = np.asarray(get_array(g, "time")[:])
+            days = np.asarray(get_array(g, "solar_day")[:])
             day = int(np.datetime64(meta.solar_day, "D").astype(np.int64))
             if np.any((times != NAT) & (days == day)):
                 return None
@@ -305,19 +305,19 @@ class Archive:
                 i = int(free[0])
             else:
                 i = int(times.shape[0])
-                for _, arr in _time_arrays(g):
+                for _, arr in time_arrays(g):
                     arr.resize((i + 1, *arr.shape[1:]))
-            _a(g, "data")[i] = data
-            _a(g, "solar_day")[i] = day
-            _a(g, "item_ids")[i] = json.dumps(list(meta.item_ids))
-            _a(g, "processing_baseline")[i] = meta.processing_baseline or ""
-            _a(g, "scale")[i] = np.asarray(meta.scale, dtype="float64")
-            _a(g, "offset")[i] = np.asarray(meta.offset, dtype="float64")
-            _a(g, "valid_fraction")[i] = meta.valid_fraction
-            for name, arr in _time_arrays(g):
+            get_array(g, "data")[i] = data
+            get_array(g, "solar_day")[i] = day
+            get_array(g, "item_ids")[i] = json.dumps(list(meta.item_ids))
+            get_array(g, "processing_baseline")[i] = meta.processing_baseline or ""
+            get_array(g, "scale")[i] = np.asarray(meta.scale, dtype="float64")
+            get_array(g, "offset")[i] = np.asarray(meta.offset, dtype="float64")
+            get_array(g, "valid_fraction")[i] = meta.valid_fraction
+            for name, arr in time_arrays(g):
                 if name.startswith("mask_") and name.endswith("_done"):
                     arr[i] = 0
-            _a(g, "time")[i] = t_ns  # commit marker: written last
+            get_array(g, "time")[i] = t_ns  # commit marker: written last
             return i
 
     def write_mask(self, key: str, index: int, mask: np.ndarray) -> None:
@@ -327,7 +327,7 @@ class Archive:
         name = _mask_name(key)
         with _writer_lock(self.path):
             g = self._open_for_write()
-            n = int(_a(g, "time").shape[0])
+            n = int(get_array(g, "time").shape[0])
             ny, nx = self.geobox.shape
             if name not in g:
                 g.create_array(
@@ -354,8 +354,8 @@ class Archive:
                     chunks=(_SLICE_CHUNK,),
                     dimension_names=["time"],
                 )
-            _a(g, name)[index] = mask
-            _a(g, name + "_done")[index] = 1
+            get_array(g, name)[index] = mask
+            get_array(g, name + "_done")[index] = 1
 
 
 def _pixel_codec() -> BloscCodec:
@@ -363,14 +363,14 @@ def _pixel_codec() -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
-def _a(g: zarr.Group, name: str) -> zarr.Array:
+def get_array(g: zarr.Group, name: str) -> zarr.Array:
     arr = g[name]
     if not isinstance(arr, zarr.Array):
         raise TypeError(f"{name} in {g.store} is not an array")
     return arr
 
 
-def _time_arrays(g: zarr.Group) -> list[tuple[str, zarr.Array]]:
+def time_arrays(g: zarr.Group) -> list[tuple[str, zarr.Array]]:
     out = []
     for name, arr in g.arrays():
         dims = arr.metadata.dimension_names or ()  # type: ignore[union-attr]

@@ -232,6 +232,35 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from oxeo_flows import integrity, store
+    from oxeo_flows.settings import load_settings
+
+    settings = load_settings(storage=args.storage, database_url=args.database_url)
+    lookup_db = store.aoi_lookup(settings.database_url)  # read-only probe: do not create a database
+    engine = (
+        store.connect(settings.database_url)
+        if lookup_db(["-"]) is not None and _db_exists(settings)
+        else None
+    )
+    findings = integrity.check_all(settings.storage, engine, repair=args.repair)
+    for f in findings:
+        print(f)
+    bad = integrity.problems(findings)
+    print(
+        f"{len(bad)} problem(s), {sum(f.repaired for f in findings)} repaired, "
+        f"{sum(f.severity == 'note' for f in findings)} note(s)"
+    )
+    return 1 if bad else 0
+
+
+def _db_exists(settings: Any) -> bool:
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        return os.path.exists(url.removeprefix("sqlite:///"))
+    return True
+
+
 def cmd_alert(args: argparse.Namespace) -> int:
     from oxeo_flows.flows.automations import create_failure_automation
 
@@ -337,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("name")
     ss.add_argument("--from-env", metavar="VAR", help="read the value from this environment variable")
     ss.set_defaults(func=cmd_secrets)
+    ck = sub.add_parser("check", help="verify the archive stores and the database")
+    ck.add_argument("--repair", action="store_true", help="fix what can be fixed without guessing")
+    ck.add_argument("--storage")
+    ck.add_argument("--database-url")
+    ck.set_defaults(func=cmd_check)
     al = sub.add_parser("alert-on-failure", help="create the failure-notification automation")
     al.add_argument("--block", required=True, help="name of a saved Prefect notification block")
     al.add_argument("--name", default="oxeo-flows-failure-alert")

@@ -1,0 +1,476 @@
+"""`prefect`, `rerun` and `scaling` sections: the sample-data flows under an ephemeral Prefect API.
+
+- prefect: the `water` flow vs the same `oxeo_flows.pipeline` calls in the same order without Prefect, each
+  on a fresh storage + SQLite database. The flow runs twice per round: with one task thread (tasks run one
+  after another, in the library's order: the like-for-like overhead) and with the default thread pool
+  (what a deployment runs).
+- rerun: the identical `water` flow again on the thread-pool run's storage and database.
+- scaling: the `extract` flow's body on a local Dask cluster of 1 vs 2 worker processes (one thread each),
+  made by `make_task_runner(load_settings(task_runner="dask", dask_workers=n))`; cluster start-up is timed
+  apart, and each worker's peak RSS is read with `client.run`.
+
+Prefect must not be imported before `configure_prefect_env()` (it reads its settings at import).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Row, Section, fmt_s, log, maxrss_mib, median
+
+ProgressFn = Callable[[str], None]
+
+# Environment for an offline, quiet Prefect (setdefault: the caller's values win). The console handler
+# only shows warnings; the API log handler still ships INFO records, as in a deployment.
+PREFECT_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "oxeo_flows",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+}
+
+
+def configure_prefect_env() -> None:
+    for key, value in PREFECT_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass(frozen=True)
+class FlowParams:
+    """One request on the sample data, with its own archive and database under `work`."""
+
+    aoi: str
+    catalog: str
+    work: Path
+    start: str
+    end: str
+    constellations: str = "sentinel-2"
+    model: str = "mndwi"
+
+    @property
+    def storage(self) -> str:
+        return str(self.work / "archive")
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.work / 'oxeo.db'}"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "aoi": self.aoi,
+            "start_date": self.start,
+            "end_date": self.end,
+            "constellations": self.constellations,
+            "model": self.model,
+            "catalog": self.catalog,
+            "storage": self.storage,
+            "database_url": self.database_url,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The water flow's work without Prefect
+# ---------------------------------------------------------------------------------------------------------
+
+
+def library_water(p: FlowParams) -> dict[str, Any]:
+    """What `water_flow` does, as plain `pipeline` calls in the flow's order, in this thread."""
+    from oxeo_flows import pipeline, store
+    from oxeo_flows.settings import load_settings
+
+    started = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    settings = load_settings(catalog=p.catalog, storage=p.storage, database_url=p.database_url)
+    request = pipeline.build_request(
+        p.aoi,
+        p.start,
+        p.end,
+        p.constellations,
+        p.model,
+        settings,
+        store.aoi_lookup(settings.database_url),
+    )
+    engine = store.connect(settings.database_url)
+    store.upsert_aois(engine, request.aois)
+    units: list[Any] = []
+    for const in request.constellations:
+        scenes = pipeline.search_scenes(request, const, settings)
+        units.extend(pipeline.plan(request, const, scenes, settings).units)
+    summaries = [pipeline.extract_unit(u, settings.storage, settings.resampling) for u in units]
+    timings["extract"] = time.perf_counter() - t
+    t = time.perf_counter()
+    masks = sum(
+        pipeline.predict_archive(tile.id, const.name, request.model, settings.storage)
+        for tile in request.tiles
+        for const in request.constellations
+    )
+    timings["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows = []
+    for aoi in request.aois:
+        ts_engine = store.connect(settings.database_url)  # the task opens its own engine
+        rows.extend(pipeline.aoi_timeseries(aoi, request, settings, ts_engine, None))
+        ts_engine.dispose()
+    timings["timeseries"] = time.perf_counter() - t
+    counts = {
+        "work_units": len(units),
+        "slices_written": sum(s.slices_written for s in summaries),
+        "scenes_read": sum(s.scenes_read for s in summaries),
+        "masks_written": masks,
+        "rows_written": len(rows),
+        "timings_s": timings,
+    }
+    store.record_flow_run(
+        engine,
+        flow="water",
+        flow_run_id=None,
+        parameters=p.kwargs(),
+        started_at=started,
+        state="COMPLETED",
+        counts=counts,
+    )
+    engine.dispose()
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prefect helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def prefect_api() -> Iterator[float]:
+    """An ephemeral Prefect API (temporary database); yields the seconds a first trivial flow took.
+
+    The trivial flow starts the API server, so later timings exclude the server start-up.
+    """
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    @flow(name="bench-trivial")
+    def trivial() -> int:
+        return 1
+
+    with prefect_test_harness(server_startup_timeout=120):
+        t = time.perf_counter()
+        trivial()
+        yield time.perf_counter() - t
+
+
+def _flow_timings(result: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in (result.get("timings_s") or {}).items()}
+
+
+def worker_maxrss_mib() -> float:
+    """Peak RSS of the calling process (run on each Dask worker with `client.run`)."""
+    return maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _warm_worker() -> bool:
+    """Import what the extract task needs, so the timed work excludes worker imports."""
+    import oxeo_flows.flows.tasks
+    import oxeo_flows.pipeline  # noqa: F401
+
+    return True
+
+
+def _scaling_flow() -> Any:
+    """A flow that starts the task runner's cluster (timed), runs the `extract` flow's body on it (timed),
+    then reads each worker's peak RSS. It is given its task runner with `.with_options(task_runner=...)`."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    from oxeo_flows.flows import extract_flow
+
+    extract_body: Callable[..., dict[str, Any]] = extract_flow.fn  # type: ignore[attr-defined]
+
+    @flow(name="bench-extract-scaling", validate_parameters=False)
+    def bench_extract_scaling(n_workers: int, params: dict[str, Any]) -> dict[str, Any]:
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.task_runner is not None
+        t = time.perf_counter()
+        client = ctx.task_runner.client  # type: ignore[attr-defined]  # DaskTaskRunner: starts the cluster
+        client.wait_for_workers(n_workers)
+        client.run(_warm_worker)
+        startup = time.perf_counter() - t
+        n = len(client.scheduler_info()["workers"])
+        t = time.perf_counter()
+        counts = extract_body(**params)
+        work = time.perf_counter() - t
+        rss = client.run(worker_maxrss_mib)
+        return {
+            "startup_s": startup,
+            "extract_s": work,
+            "workers": n,
+            "worker_peak_rss_mib": sorted(float(v) for v in rss.values()),
+            "counts": counts,
+        }
+
+    return bench_extract_scaling
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_prefect(
+    sample: Any, root: Path, repeats: int, start: str, end: str, warm_end: str
+) -> tuple[Section, Section]:
+    """Prefect overhead and rerun cost of the `water` flow (must run inside `prefect_api()`)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from oxeo_flows.extract import SOURCE_READS
+    from oxeo_flows.flows import water_flow
+    from oxeo_flows.flows.runners import make_task_runner
+    from oxeo_flows.settings import load_settings
+
+    water: Any = water_flow  # a Prefect Flow (typed as a plain callable by the decorator factory)
+    serial = water.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    pooled = water.with_options(task_runner=make_task_runner(load_settings(task_runner="threads")))
+    n = 0
+
+    def params(s: str = start, e: str = end) -> FlowParams:
+        nonlocal n
+        n += 1
+        return FlowParams(str(sample.aoi), str(sample.catalog), root / f"flow-{n:03d}", s, e)
+
+    log(f"[prefect] warm-up: water flow and library calls on {start}..{warm_end} ...")
+    library_water(params(start, warm_end))
+    serial(**params(start, warm_end).kwargs())
+    pooled(**params(start, warm_end).kwargs())
+
+    rounds: list[dict[str, Any]] = []
+    log(
+        f"[prefect] water flow {start}..{end}: library / flow (1 task thread) / flow (thread pool) + rerun, "
+        f"x{repeats} ..."
+    )
+    for i in range(repeats):
+        rec: dict[str, Any] = {}
+        p = params()
+        t = time.perf_counter()
+        rec["library_counts"] = library_water(p)
+        rec["library_s"] = time.perf_counter() - t
+        p = params()
+        t = time.perf_counter()
+        rec["serial_counts"] = serial(**p.kwargs())
+        rec["serial_s"] = time.perf_counter() - t
+        p = params()
+        reads = SOURCE_READS.value
+        t = time.perf_counter()
+        rec["pooled_counts"] = pooled(**p.kwargs())
+        rec["pooled_s"] = time.perf_counter() - t
+        rec["pooled_source_reads"] = SOURCE_READS.value - reads
+        reads = SOURCE_READS.value
+        t = time.perf_counter()
+        rec["rerun_counts"] = pooled(**p.kwargs())
+        rec["rerun_s"] = time.perf_counter() - t
+        rec["rerun_source_reads"] = SOURCE_READS.value - reads
+        rounds.append(rec)
+        log(
+            f"  round {i + 1}: library {rec['library_s']:.2f} s, flow 1 thread {rec['serial_s']:.2f} s, "
+            f"flow pool {rec['pooled_s']:.2f} s, rerun {rec['rerun_s']:.2f} s"
+        )
+        for w in root.glob("flow-*"):
+            shutil.rmtree(w, ignore_errors=True)
+
+    lib = median([r["library_s"] for r in rounds])
+    ser = median([r["serial_s"] for r in rounds])
+    poo = median([r["pooled_s"] for r in rounds])
+    rer = median([r["rerun_s"] for r in rounds])
+    overhead = 100.0 * (ser - lib) / ser
+    overhead_pool = 100.0 * (poo - lib) / poo
+    ratio = rer / poo
+    rerun_reads = max(r["rerun_source_reads"] for r in rounds)
+    first_reads = rounds[-1]["pooled_source_reads"]
+    last = rounds[-1]
+    prefect = Section("prefect")
+    prefect.rows = [
+        Row(
+            "water flow (1 task thread) vs library, s",
+            fmt_s(ser),
+            fmt_s(lib),
+            f"{ser / lib:.3f}",
+        ),
+        Row(
+            "  Prefect overhead, % of flow wall time",
+            f"{overhead:.1f} %",
+            "-",
+            "-",
+            "<= 5 %",
+            overhead <= 5.0,
+        ),
+        Row(
+            "water flow (thread pool) vs library, s",
+            fmt_s(poo),
+            fmt_s(lib),
+            f"{poo / lib:.3f}",
+        ),
+    ]
+    steps = ("extract", "predict", "timeseries")
+
+    def step_medians(key: str, lib_key: bool = False) -> dict[str, float]:
+        return {
+            s: median([(r[key]["timings_s"] if lib_key else _flow_timings(r[key]))[s] for r in rounds])
+            for s in steps
+        }
+
+    lib_steps = step_medians("library_counts", lib_key=True)
+    ser_steps = step_medians("serial_counts")
+    poo_steps = step_medians("pooled_counts")
+    rer_steps = step_medians("rerun_counts")
+    prefect.notes = [
+        f"prefect: sample data {start}..{end}: {last['pooled_counts'].get('work_units')} work units, "
+        f"{last['pooled_counts'].get('slices_written')} slices, {last['pooled_counts'].get('masks_written')} "
+        f"masks, {last['pooled_counts'].get('rows_written')} rows; per step (extract / predict / timeseries, "
+        f"s): library {_steps(lib_steps)}, flow 1 thread {_steps(ser_steps)}, flow pool {_steps(poo_steps)}; "
+        f"pool overhead {overhead_pool:.1f} % of its wall time",
+    ]
+    prefect.result = {
+        "range": [start, end],
+        "repeats": repeats,
+        "rounds": rounds,
+        "median_library_s": lib,
+        "median_flow_serial_s": ser,
+        "median_flow_pool_s": poo,
+        "overhead_pct_serial": overhead,
+        "overhead_pct_pool": overhead_pool,
+        "step_medians_s": {"library": lib_steps, "flow_serial": ser_steps, "flow_pool": poo_steps},
+    }
+    rerun = Section("rerun")
+    rerun.rows = [
+        Row(
+            "water flow rerun vs 1st run (thread pool), s",
+            fmt_s(rer),
+            fmt_s(poo),
+            f"{ratio:.3f}",
+            "<= 0.10",
+            ratio <= 0.10,
+        ),
+        Row(
+            "  rerun source reads (1st run in reference)",
+            f"{rerun_reads}",
+            f"{first_reads}",
+            "-",
+            "0",
+            rerun_reads == 0,
+        ),
+    ]
+    rerun.notes = [f"rerun: per step (extract / predict / timeseries, s) {_steps(rer_steps)}"]
+    rerun.result = {
+        "median_first_s": poo,
+        "median_rerun_s": rer,
+        "ratio": ratio,
+        "rerun_source_reads": [r["rerun_source_reads"] for r in rounds],
+        "first_source_reads": [r["pooled_source_reads"] for r in rounds],
+        "step_medians_s": rer_steps,
+    }
+    if rerun_reads:
+        rerun.failures.append(f"water flow rerun read {rerun_reads} source assets")
+    for r in rounds:
+        if r["rerun_counts"].get("work_units") or r["rerun_counts"].get("slices_written"):
+            rerun.failures.append(f"water flow rerun planned/wrote work: {r['rerun_counts']}")
+        if r["serial_counts"].get("rows_written") != r["library_counts"]["rows_written"]:
+            prefect.failures.append("flow and library wrote different numbers of time-series rows")
+    return prefect, rerun
+
+
+def _steps(d: dict[str, float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in d.values())
+
+
+def run_scaling(sample: Any, root: Path, repeats: int, start: str, end: str, workers: int = 2) -> Section:
+    """`extract` flow body on local Dask clusters of 1 and `workers` workers (inside `prefect_api()`)."""
+    from oxeo_flows.flows.runners import make_task_runner
+    from oxeo_flows.settings import load_settings
+
+    bench = _scaling_flow()
+    counts = (1, workers)
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    log(f"[scaling] extract flow {start}..{end}, Dask 1 vs {workers} workers, warm-up + x{repeats} ...")
+    for i in range(repeats + 1):  # round 0: warm-up (first Dask cluster of the process)
+        for n in counts:
+            p = FlowParams(str(sample.aoi), str(sample.catalog), root / f"scaling-{i}-{n}", start, end)
+            runner = make_task_runner(load_settings(task_runner="dask", dask_workers=n))
+            t = time.perf_counter()
+            rec = bench.with_options(task_runner=runner)(n_workers=n, params=p.kwargs())
+            rec["flow_s"] = time.perf_counter() - t
+            if i:
+                runs[n].append(rec)
+            log(
+                f"  {'warm-up' if i == 0 else f'round {i}'}, {n} worker(s): extract {rec['extract_s']:.2f} s "
+                f"(cluster start {rec['startup_s']:.2f} s, whole flow {rec['flow_s']:.2f} s), "
+                f"worker peak RSS {', '.join(f'{v:.0f}' for v in rec['worker_peak_rss_mib'])} MiB"
+            )
+            shutil.rmtree(p.work, ignore_errors=True)
+    ext = {n: median([r["extract_s"] for r in runs[n]]) for n in counts}
+    whole = {n: median([r["flow_s"] for r in runs[n]]) for n in counts}
+    start_s = {n: median([r["startup_s"] for r in runs[n]]) for n in counts}
+    rss = {n: max(max(r["worker_peak_rss_mib"]) for r in runs[n]) for n in counts}
+    speedup = ext[1] / ext[workers]
+    c = runs[workers][-1]["counts"]
+    section = Section("scaling")
+    section.rows = [
+        Row(
+            f"extract on Dask, {workers} vs 1 worker, s",
+            fmt_s(ext[workers]),
+            fmt_s(ext[1]),
+            f"{speedup:.2f}x",
+            ">= 1.6x",
+            speedup >= 1.6,
+        ),
+        Row(
+            f"  incl. cluster start-up, {workers} vs 1, s",
+            fmt_s(whole[workers]),
+            fmt_s(whole[1]),
+            f"{whole[1] / whole[workers]:.2f}x",
+        ),
+        Row(
+            f"  peak RSS per worker, {workers} vs 1, MiB",
+            f"{rss[workers]:.0f}",
+            f"{rss[1]:.0f}",
+        ),
+    ]
+    section.notes = [
+        f"scaling: extract flow on the sample data {start}..{end}: {c.get('work_units')} work units, "
+        f"{c.get('slices_written')} slices (each worker: 1 thread, own process); cluster start-up "
+        f"{start_s[1]:.2f} s (1 worker) / {start_s[workers]:.2f} s ({workers}), excluded from the speed-up",
+    ]
+    section.result = {
+        "range": [start, end],
+        "repeats": repeats,
+        "workers": list(counts),
+        "runs": {str(n): v for n, v in runs.items()},
+        "median_extract_s": {str(n): v for n, v in ext.items()},
+        "median_flow_s": {str(n): v for n, v in whole.items()},
+        "median_startup_s": {str(n): v for n, v in start_s.items()},
+        "speedup": speedup,
+        "max_worker_peak_rss_mib": {str(n): v for n, v in rss.items()},
+    }
+    for n in counts:
+        for r in runs[n]:
+            if r["workers"] != n:
+                section.failures.append(f"scaling: asked for {n} Dask workers, got {r['workers']}")
+    return section
+
+
+def quiet_prefect_console() -> None:
+    """Only warnings from Prefect's console handlers (in case the environment set another level)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for obj in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for h in getattr(obj, "handlers", []):
+            if isinstance(h, PrefectConsoleHandler):
+                h.setLevel(logging.WARNING)
