@@ -67,8 +67,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--flow-repeats", type=_positive, default=3, help="rounds of the prefect/rerun section")
     p.add_argument("--flow-start", default="2024-01-01", help="first day of the sample-data flow requests")
     p.add_argument("--flow-end", default="2024-03-31", help="last day of the sample-data flow requests")
-    p.add_argument("--scaling-repeats", type=_positive, default=2, help="rounds of the scaling section")
-    p.add_argument("--scaling-end", default="2024-06-30", help="last day of the scaling section's request")
+    p.add_argument(
+        "--flow-pool",
+        action="store_true",
+        help="also time the water flow with the default thread-pool task runner in each round",
+    )
+    p.add_argument("--scaling-repeats", type=_positive, default=3, help="timed extractions per cluster size")
+    p.add_argument(
+        "--scaling-end",
+        default="2024-03-31",
+        help="last day of the scaling section's request (from --flow-start)",
+    )
     p.add_argument("--workers", type=_positive, default=2, help="Dask workers compared with 1 (scaling)")
     p.add_argument("--dates-memory", type=_positive, default=100, help="dates extracted by the memory child")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
@@ -123,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.flow_repeats,
                         args.flow_start,
                         args.flow_end,
-                        args.flow_start[:8] + "31",
+                        flows.warmup_end(args.flow_start, args.flow_end),
+                        args.flow_pool,
                     )
                     prefect.result["server_startup_s"] = startup_s
                 if "scaling" in flow_sections:

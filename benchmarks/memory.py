@@ -31,14 +31,30 @@ SAMPLE_S = 0.05
 T0 = datetime(2024, 1, 1, 9, 50, 31, tzinfo=UTC)
 
 
-def _current_rss_mib() -> float:
+def _status_mib(field: str) -> float | None:
+    """`VmRSS` (current) or `VmHWM` (peak) of this process's address space from /proc, in MiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    return None
+
+
+def _ru_maxrss_mib() -> float:
     return maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _peak_mib() -> float:
+    """Peak RSS of this process's own address space.
+
+    `ru_maxrss` of a child also holds the high-water mark of the address space it was exec'ed from: Linux
+    keeps the larger of the two across `execve`, and `subprocess` forks (vforks) the parent, so the child
+    would report at least the parent's peak. `VmHWM` is reset by exec; `ru_maxrss` is the fallback.
+    """
+    hwm = _status_mib("VmHWM")
+    return _ru_maxrss_mib() if hwm is None else hwm
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,13 +228,15 @@ def child(items_file: str, storage: str, out_file: str) -> int:
     from oxeo_flows.planning import plan_extraction
     from oxeo_flows.tiling import Tile
 
-    baseline = maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    baseline = _peak_mib()
+    baseline_current = _status_mib("VmRSS")
+    ru_baseline = _ru_maxrss_mib()
     trace: list[float] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(SAMPLE_S):
-            trace.append(_current_rss_mib())
+            trace.append(_status_mib("VmRSS") or _ru_maxrss_mib())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -242,7 +260,10 @@ def child(items_file: str, storage: str, out_file: str) -> int:
         "errors": [e for s in summaries for e in s.errors],
         "extract_s": extract_s,
         "baseline_rss_mib": baseline,
-        "peak_rss_mib": maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "baseline_current_rss_mib": baseline_current,
+        "peak_rss_mib": _peak_mib(),
+        "ru_maxrss_baseline_mib": ru_baseline,
+        "ru_maxrss_peak_mib": _ru_maxrss_mib(),
         "rss_trace_mib": trace,
         "store_bytes": sum(f.stat().st_size for f in Path(storage).rglob("*") if f.is_file()),
     }

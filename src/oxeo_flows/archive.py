@@ -119,8 +119,9 @@ class Archive:
 
     # ---------------------------------------------------------------- reading
     def exists(self) -> bool:
+        # `_create` makes valid_fraction last: a store killed mid-creation is absent (and recreated)
         fs, _ = fsspec.core.url_to_fs(self.path)
-        return bool(fs.exists(self.path.rstrip("/") + "/zarr.json"))
+        return bool(fs.exists(self.path.rstrip("/") + "/valid_fraction/zarr.json"))
 
     def _group(self, mode: str = "r") -> zarr.Group:
         return zarr.open_group(self.path, mode=mode, zarr_format=3)  # type: ignore[arg-type]
@@ -132,6 +133,8 @@ class Archive:
         g = self._group()
         times = np.asarray(get_array(g, "time")[:])
         days = np.asarray(get_array(g, "solar_day")[:])
+        n = min(len(times), len(days))  # uneven after a crash mid-resize: the extra slots are uncommitted
+        times, days = times[:n], days[:n]
         return {
             (np.datetime64(int(d), "D").astype(date)): int(i)
             for i, (t, d) in enumerate(zip(times, days, strict=True))
@@ -346,6 +349,7 @@ class Archive:
                         "flag_meanings": "dry water cloud_or_shadow nodata",
                     },
                 )
+            if name + "_done" not in g:  # a crash may fall between the two creations
                 g.create_array(
                     name + "_done",
                     shape=(n,),
