@@ -2,19 +2,21 @@
 no reader takes an incomplete slice (or mask) as complete and that rerunning the same request repairs the
 archive bit-identically, reading only the missing days.
 
-A driver script (no Prefect) runs the pipeline steps in a subprocess: plan every constellation, then
-`pipeline.extract_unit` per work unit (mode `extract`) or `pipeline.predict_archive` per tile (mode
-`predict`), printing one line per unit / tile. Two kinds of kill points:
+A driver script (no Prefect) plans every constellation, then runs `pipeline.extract_unit` per work unit
+(mode `extract`) or `pipeline.predict_archive` per tile (mode `predict`), printing one line per unit /
+tile. It runs as a zygote subprocess that imports the pipeline once and forks one child process per run
+(saves ~2.5 s of imports per run). Two kinds of kill points:
 
-- timed: the test SIGKILLs the driver after its k-th printed line plus a seeded random delay of 0-300 ms,
+- timed: the test SIGKILLs the run after its k-th printed line plus a seeded random delay of 0-300 ms,
   so kills land between and inside slice writes (wherever the writer thread happens to be);
-- injected: the driver SIGKILLs itself just before the n-th call of one zarr operation (store creation,
-  the resize that appends a slot, the `time` commit marker, a mask's `_done` flag), which pins the
+- injected: the run SIGKILLs itself just before the n-th call of one zarr operation (store creation, the
+  resize that appends a slot, the pixels, the `time` commit marker, a mask, a mask's `_done` flag): the
   narrow windows a timed kill rarely hits.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -47,24 +49,24 @@ MODEL = "mndwi"
 RUN_TIMEOUT_S = 180
 
 DRIVER = r'''
-import os, signal, sys
+import json, os, signal, sys, traceback
 
 from oxeo_flows import pipeline
 from oxeo_flows.settings import load_settings
 
 
 def kill_self_at(spec):
-    """SIGKILL this process just before the n-th call of one zarr operation (spec "op:n")."""
+    """SIGKILL this process just before the n-th call of one zarr operation (spec "op[:array]:n")."""
     import zarr
 
-    op, n = spec.split(":")
+    op, *name, n = spec.split(":")
     n = int(n)
     calls = [0]
 
     def hit(what):
         calls[0] += 1
         if calls[0] == n:
-            print("SELFKILL", op, what, flush=True)
+            print("SELFKILL", spec, what, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
     if op == "create":  # zarr.Group.create_array (a new store's arrays, a new mask's arrays)
@@ -83,13 +85,13 @@ def kill_self_at(spec):
             return orig_resize(self, *a, **k)
 
         zarr.Array.resize = resize
-    elif op in ("commit", "done"):  # the commit marker time[i], or a mask's done flag
+    elif op == "write":  # "write:data:n", "write:time:n" (the commit marker), "write:_done:n" (a mask flag)
+        (target,) = name
         orig_set = zarr.Array.__setitem__
 
         def setitem(self, key, value):
-            name = self.basename
-            if (op == "commit" and name == "time") or (op == "done" and name.endswith("_done")):
-                hit(name)
+            if self.basename == target or (target.startswith("_") and self.basename.endswith(target)):
+                hit(self.basename)
             return orig_set(self, key, value)
 
         zarr.Array.__setitem__ = setitem
@@ -97,10 +99,10 @@ def kill_self_at(spec):
         raise SystemExit(f"unknown kill op {op!r}")
 
 
-def main():
-    sample, storage, mode, start, end, consts, model = sys.argv[1:8]
-    if len(sys.argv) > 8:
-        kill_self_at(sys.argv[8])
+def run(sample, storage, mode, start, end, consts, model, kill_at=None):
+    print("PID", os.getpid(), flush=True)
+    if kill_at:
+        kill_self_at(kill_at)
     settings = load_settings(
         catalog=f"{sample}/catalog.json", storage=storage, database_url=f"sqlite:///{storage}.db"
     )
@@ -122,7 +124,30 @@ def main():
     print("DONE", flush=True)
 
 
-main()
+def serve():
+    """Import once, then fork one child per JSON argument line on stdin; report each child's exit."""
+    print("READY", flush=True)
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                run(**json.loads(line))
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print("EXIT", pid, os.waitstatus_to_exitcode(status), flush=True)
+
+
+if sys.argv[1:] == ["serve"]:
+    serve()
+else:  # one run: driver.py SAMPLE STORAGE MODE START END CONSTELLATIONS MODEL [KILL_AT]
+    run(*sys.argv[1:])
 '''
 
 
@@ -142,104 +167,117 @@ class Run:
 
 
 class Driver:
-    """Starts the driver script; every process it starts is killed and reaped by `close`."""
+    """The driver script as a zygote: it imports the pipeline once and forks one child per run, which the
+    test SIGKILLs (or which kills itself). `close` ends the zygote and every child (one process group)."""
 
     def __init__(self, folder: Path, sample: Path) -> None:
-        self.script = folder / "driver.py"
-        self.script.write_text(DRIVER)
-        self.folder, self.sample = folder, sample
-        self.procs: list[subprocess.Popen[str]] = []
+        script = folder / "driver.py"
+        script.write_text(DRIVER)
+        self.sample = sample
+        self.running: int | None = None  # pid of the run in progress
+        self.stderr_path = folder / "driver.stderr"
         # no OXEO_* variables or ./oxeo.toml may leak into the driver's settings
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("OXEO_")}
-
-    def start(self, storage: Path, mode: str, kill_at: str | None = None) -> subprocess.Popen[str]:
-        args = [sys.executable, str(self.script), str(self.sample), str(storage), mode, START, END]
-        args += [CONSTELLATION, MODEL, *([kill_at] if kill_at else [])]
-        err = open(self.folder / f"driver-{len(self.procs)}.stderr", "w")
-        try:
-            proc = subprocess.Popen(
-                args,
-                cwd=self.folder,
-                env=self.env,
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OXEO_")}
+        with self.stderr_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(script), "serve"],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
                 start_new_session=True,
             )
+        try:
+            assert self._readline() == "READY", self.stderr()
+        except BaseException:
+            self.close()
+            raise
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()[-4000:]
+
+    def _readline(self) -> str:
+        assert self.proc.stdout is not None
+        timer = threading.Timer(RUN_TIMEOUT_S, self._kill_group)  # a hung run must not hang the session
+        timer.start()
+        try:
+            line = self.proc.stdout.readline()
         finally:
-            err.close()
-        self.procs.append(proc)
-        return proc
+            timer.cancel()
+        assert line, f"driver ended unexpectedly: {self.stderr()}"
+        return line.rstrip("\n")
 
-    def _stderr(self, proc: subprocess.Popen[str]) -> str:
-        return (self.folder / f"driver-{self.procs.index(proc)}.stderr").read_text()[-3000:]
+    def _start(self, storage: Path, mode: str, kill_at: str | None) -> tuple[int, list[str]]:
+        if self.running is not None:  # left over by a failed test: end it before the next run
+            os.kill(self.running, signal.SIGKILL)
+            self._finish(self.running, [])
+        args = {"sample": str(self.sample), "storage": str(storage), "mode": mode, "start": START}
+        args |= {"end": END, "consts": CONSTELLATION, "model": MODEL, "kill_at": kill_at}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        line = self._readline()
+        assert line.startswith("PID "), (line, self.stderr())
+        self.running = int(line.split()[1])
+        return self.running, []
 
-    def _finish(self, proc: subprocess.Popen[str], lines: list[str]) -> Run:
-        assert proc.stdout is not None
-        lines += proc.stdout.read().splitlines()
-        proc.wait(timeout=RUN_TIMEOUT_S)
-        return Run(lines, proc.returncode)
+    def _finish(self, pid: int, lines: list[str]) -> Run:
+        while not (line := self._readline()).startswith("EXIT "):
+            lines.append(line)
+        _, child, code = line.split()
+        assert int(child) == pid
+        self.running = None
+        return Run(lines, int(code))
 
     def run(self, storage: Path, mode: str, kill_at: str | None = None) -> Run:
         """Run to the end (or to its own injected kill)."""
-        proc = self.start(storage, mode, kill_at)
-        with _watchdog(proc):
-            run = self._finish(proc, [])
+        run = self._finish(*self._start(storage, mode, kill_at))
         if kill_at is None:
-            assert run.returncode == 0 and run.lines[-1:] == ["DONE"], self._stderr(proc)
+            assert run.returncode == 0 and run.lines[-1:] == ["DONE"], (run.lines, self.stderr())
         else:
-            assert run.returncode == -signal.SIGKILL, (run.lines, self._stderr(proc))
+            assert run.returncode == -signal.SIGKILL, (run.lines, self.stderr())
             assert any(ln.startswith("SELFKILL") for ln in run.lines)
         return run
 
     def kill_after(self, storage: Path, mode: str, k: int, delay_s: float) -> Run:
-        """SIGKILL the driver `delay_s` after its k-th UNIT/TILE line."""
-        proc = self.start(storage, mode)
-        lines: list[str] = []
-        assert proc.stdout is not None
-        with _watchdog(proc):
-            seen = 0
-            while seen < k:
-                line = proc.stdout.readline()
-                assert line, (lines, self._stderr(proc))  # the driver ended before its k-th line
-                lines.append(line.rstrip("\n"))
-                seen += line.startswith(("UNIT", "TILE"))
-            time.sleep(delay_s)
-            os.kill(proc.pid, signal.SIGKILL)
-            run = self._finish(proc, lines)
+        """SIGKILL the run `delay_s` after its k-th UNIT/TILE line."""
+        pid, lines = self._start(storage, mode, None)
+        while sum(ln.startswith(("UNIT", "TILE")) for ln in lines) < k:
+            line = self._readline()
+            assert not line.startswith(("EXIT", "DONE")), (lines, self.stderr())  # ended before line k
+            lines.append(line)
+        time.sleep(delay_s)
+        os.kill(pid, signal.SIGKILL)  # not yet reaped: the zygote reports EXIT only after waitpid
+        run = self._finish(pid, lines)
         assert run.returncode == -signal.SIGKILL and "DONE" not in run.lines
         return run
 
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                proc.wait(timeout=30)
-            finally:
-                if proc.stdout is not None:
-                    proc.stdout.close()
+        """End the zygote (EOF on stdin); kill the whole group if it does not end at once."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            self._kill_group()  # also any child left behind
+            self.proc.wait(timeout=30)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
-class _watchdog:
-    """Kill a hung driver so that a blocking read cannot hang the test session."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.timer = threading.Timer(RUN_TIMEOUT_S, proc.kill)
-
-    def __enter__(self) -> None:
-        self.timer.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
-
-
-@pytest.fixture
-def driver(tmp_path: Path, sample: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path, sample)
+@pytest.fixture(scope="module")
+def driver(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Driver]:
+    d = Driver(tmp_path_factory.mktemp("crash-driver"), sample)
     try:
         yield d
     finally:
@@ -263,20 +301,16 @@ class Reference:
 
 
 @pytest.fixture(scope="module")
-def reference(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
+def reference(driver: Driver, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     folder = tmp_path_factory.mktemp("crash-reference")
-    d = Driver(folder, sample)
-    try:
-        extracted, predicted = folder / "extracted", folder / "predicted"
-        run = d.run(extracted, "extract")
-        (plan,) = run.rows("PLAN")
-        assert plan[3] == "0" and int(plan[4]) == run.written > 0
-        digest = _archive_digest(extracted)
-        shutil.copytree(extracted, predicted)
-        assert d.run(predicted, "predict").written == run.written
-        model_key = run.rows("MODEL")[0][1]
-    finally:
-        d.close()
+    extracted, predicted = folder / "extracted", folder / "predicted"
+    run = driver.run(extracted, "extract")
+    (plan,) = run.rows("PLAN")
+    assert plan[3] == "0" and int(plan[4]) == run.written > 0
+    digest = _archive_digest(extracted)
+    shutil.copytree(extracted, predicted)
+    assert driver.run(predicted, "predict").written == run.written
+    model_key = run.rows("MODEL")[0][1]
     days = {}
     for path in stores_under(str(extracted)):
         rel = Path(path).relative_to(extracted).as_posix()
@@ -284,7 +318,7 @@ def reference(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         arc = Archive(str(extracted), Tile.from_id(tile_id), CONSTELLATIONS[const.removesuffix(".zarr")])
         days[rel] = arc.committed()
     assert len(days) == 4 and sum(map(len, days.values())) == run.written
-    yield Reference(
+    return Reference(
         extracted,
         predicted,
         digest,
@@ -383,7 +417,8 @@ def test_injected_kills_during_extraction_then_rerun_repairs(
     befores = []
     for kill_at in (
         "create:5",  # creating the first store: group and four of its arrays exist
-        "commit:3",  # pixels and metadata of a slice written, its time[i] not
+        "write:data:2",  # a slot appended for the second slice, its pixels not written
+        "write:time:3",  # pixels and metadata of a slice written, its commit marker time[i] not
         "resize:4",  # appending a slot: some time-indexed arrays grown, the others not
     ):
         driver.run(storage, "extract", kill_at)
@@ -398,10 +433,13 @@ def test_kills_during_prediction_then_rerun_completes_masks(
     storage = tmp_path / "archive"
     shutil.copytree(reference.extracted, storage)
     dones = [0]
-    driver.run(storage, "predict", "create:2")  # mask array created, its done-flag array not
-    dones.append(check_masks(storage, reference))
-    driver.run(storage, "predict", "done:3")  # third mask written, its done flag not
-    dones.append(check_masks(storage, reference))
+    for kill_at in (
+        "create:2",  # mask array created, its done-flag array not
+        f"write:mask_{reference.model_key}:3",  # two masks done, the third about to be written
+        "write:_done:3",  # a mask written, its done flag not
+    ):
+        driver.run(storage, "predict", kill_at)
+        dones.append(check_masks(storage, reference))
     driver.kill_after(storage, "predict", 2, PREDICT_KILL_DELAY_S)
     dones.append(check_masks(storage, reference))
     assert dones == sorted(dones) and 0 < dones[-1] < reference.total
