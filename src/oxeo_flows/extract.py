@@ -17,6 +17,7 @@ are fused first-valid in (time, id) order (never `max`, which favours clouds).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from oxeo_flows.constellations import Constellation
 from oxeo_flows.errors import SourceError
 
 _EPS = 1e-6
-READ_THREADS = 4
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # more threads than cores measured slower
 RESAMPLING_CHOICES = ("nearest", "bilinear", "cubic", "average")
 
 
