@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 TABLE_HEADER = ("metric", "ours", "reference", "ratio", "target", "met?")
+_T0 = time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line on stderr, prefixed with the seconds since the harness was imported."""
+    print(f"{time.perf_counter() - _T0:6.1f} s  {msg}", file=sys.stderr, flush=True)
 
 
 def median(xs: Sequence[float]) -> float:
@@ -91,6 +93,44 @@ def maxrss_mib(raw: int) -> float:
 
 def peak_rss_mib() -> float:
     return maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Wall clock and CPU seconds (user + system) of this process, the Prefect API server and other
+    child processes (e.g. Dask workers). Children that exit between two snapshots are not counted."""
+
+    wall: float
+    main: float
+    server: float
+    children: float
+
+    def since(self, before: CpuSnapshot) -> dict[str, float]:
+        return {
+            "wall_s": self.wall - before.wall,
+            "cpu_main_s": self.main - before.main,
+            "cpu_server_s": self.server - before.server,
+            "cpu_children_s": self.children - before.children,
+        }
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    import psutil  # a dependency of distributed
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    server = children = 0.0
+    for child in me.children(recursive=True):
+        try:
+            ct = child.cpu_times()
+            is_server = any("prefect.server" in part for part in child.cmdline())
+        except psutil.Error:
+            continue
+        if is_server:
+            server += ct.user + ct.system
+        else:
+            children += ct.user + ct.system
+    return CpuSnapshot(time.perf_counter(), t.user + t.system, server, children)
 
 
 def _ver(dist: str) -> str:
@@ -139,6 +179,7 @@ def machine() -> dict[str, Any]:
                 "prefect-dask",
                 "distributed",
                 "scipy",
+                "psutil",
             )
         },
     }

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Section, fmt_s, log, maxrss_mib, median
+from benchmarks.common import Row, Section, cpu_snapshot, fmt_s, log, maxrss_mib, median
 
 ProgressFn = Callable[[str], None]
 
@@ -86,8 +86,12 @@ class FlowParams:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def library_water(p: FlowParams) -> dict[str, Any]:
-    """What `water_flow` does, as plain `pipeline` calls in the flow's order, in this thread."""
+WATER_STEPS = ("extract", "predict", "timeseries")
+
+
+def library_water(p: FlowParams, steps: tuple[str, ...] = WATER_STEPS) -> dict[str, Any]:
+    """What `water_flow` does (or, with `steps=("extract",)`, the `extract` flow), as plain `pipeline`
+    calls in the flow's order, in this thread."""
     from oxeo_flows import pipeline, store
     from oxeo_flows.settings import load_settings
 
@@ -105,6 +109,8 @@ def library_water(p: FlowParams) -> dict[str, Any]:
         store.aoi_lookup(settings.database_url),
     )
     engine = store.connect(settings.database_url)
+    setup = time.perf_counter() - t  # the flow does this before its timed steps
+    t = time.perf_counter()
     store.upsert_aois(engine, request.aois)
     units: list[Any] = []
     for const in request.constellations:
@@ -112,31 +118,38 @@ def library_water(p: FlowParams) -> dict[str, Any]:
         units.extend(pipeline.plan(request, const, scenes, settings).units)
     summaries = [pipeline.extract_unit(u, settings.storage, settings.resampling) for u in units]
     timings["extract"] = time.perf_counter() - t
-    t = time.perf_counter()
-    masks = sum(
-        pipeline.predict_archive(tile.id, const.name, request.model, settings.storage)
-        for tile in request.tiles
-        for const in request.constellations
-    )
-    timings["predict"] = time.perf_counter() - t
-    t = time.perf_counter()
+    masks = 0
+    if "predict" in steps:
+        t = time.perf_counter()
+        masks = sum(
+            pipeline.predict_archive(tile.id, const.name, request.model, settings.storage)
+            for tile in request.tiles
+            for const in request.constellations
+        )
+        timings["predict"] = time.perf_counter() - t
     rows = []
-    for aoi in request.aois:
-        ts_engine = store.connect(settings.database_url)  # the task opens its own engine
-        rows.extend(pipeline.aoi_timeseries(aoi, request, settings, ts_engine, None))
-        ts_engine.dispose()
-    timings["timeseries"] = time.perf_counter() - t
+    if "timeseries" in steps:
+        t = time.perf_counter()
+        for aoi in request.aois:
+            ts_engine = store.connect(settings.database_url)  # the task opens its own engine
+            rows.extend(pipeline.aoi_timeseries(aoi, request, settings, ts_engine, None))
+            ts_engine.dispose()
+        timings["timeseries"] = time.perf_counter() - t
     counts = {
+        "tasks": len(units)
+        + ("predict" in steps) * len(request.tiles) * len(request.constellations)
+        + ("timeseries" in steps) * len(request.aois),
         "work_units": len(units),
         "slices_written": sum(s.slices_written for s in summaries),
         "scenes_read": sum(s.scenes_read for s in summaries),
         "masks_written": masks,
         "rows_written": len(rows),
         "timings_s": timings,
+        "setup_s": setup,
     }
     store.record_flow_run(
         engine,
-        flow="water",
+        flow="water" if "timeseries" in steps else "extract",
         flow_run_id=None,
         parameters=p.kwargs(),
         started_at=started,
@@ -153,10 +166,11 @@ def library_water(p: FlowParams) -> dict[str, Any]:
 
 
 @contextmanager
-def prefect_api() -> Iterator[float]:
-    """An ephemeral Prefect API (temporary database); yields the seconds a first trivial flow took.
+def prefect_api() -> Iterator[dict[str, float]]:
+    """An ephemeral Prefect API on a temporary database; yields its start-up times (s).
 
-    The trivial flow starts the API server, so later timings exclude the server start-up.
+    `prefect_test_harness` starts the API server (on a fresh database it runs every migration); a first
+    trivial flow run then registers the client side, so later timings exclude both.
     """
     from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
@@ -165,14 +179,12 @@ def prefect_api() -> Iterator[float]:
     def trivial() -> int:
         return 1
 
+    t = time.perf_counter()
     with prefect_test_harness(server_startup_timeout=120):
+        server = time.perf_counter() - t
         t = time.perf_counter()
         trivial()
-        yield time.perf_counter() - t
-
-
-def _flow_timings(result: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in (result.get("timings_s") or {}).items()}
+        yield {"server_start_s": server, "first_flow_s": time.perf_counter() - t}
 
 
 def status_mib(field: str) -> float | None:
@@ -230,17 +242,20 @@ def _scaling_flow() -> Any:
         t = time.perf_counter()
         extract_body(**warmup)
         warm = time.perf_counter() - t
-        seconds, counts = [], []
+        seconds, counts, cpu = [], [], []
         for params in requests:
+            before = cpu_snapshot()
             t = time.perf_counter()
             counts.append(extract_body(**params))
             seconds.append(time.perf_counter() - t)
+            cpu.append(cpu_snapshot().since(before))
             shutil.rmtree(Path(params["storage"]).parent, ignore_errors=True)
         rss = client.run(worker_peak_rss_mib)
         return {
             "startup_s": startup,
             "warmup_s": warm,
             "extract_s": seconds,
+            "cpu": cpu,
             "workers": workers,
             "worker_peak_rss_mib": sorted(float(v) for v in rss.values()),
             "counts": counts,
@@ -255,9 +270,9 @@ def _scaling_flow() -> Any:
 
 
 def warmup_end(start: str, end: str) -> str:
-    """The last day of a short warm-up request: 30 days after `start`, at most `end`."""
+    """The last day of a short warm-up request: one week from `start` (one sample date), at most `end`."""
     first, last = date.fromisoformat(start), date.fromisoformat(end)
-    return min(first + timedelta(days=30), last).isoformat()
+    return min(first + timedelta(days=6), last).isoformat()
 
 
 def _steps(d: dict[str, float]) -> str:
@@ -301,32 +316,28 @@ def run_prefect(
         + (" / flow (thread pool)" if pool else "")
         + f", x{repeats} ..."
     )
+
+    def timed(rec: dict[str, Any], key: str, fn: Callable[..., dict[str, Any]], *a: Any, **kw: Any) -> None:
+        reads = SOURCE_READS.value
+        before = cpu_snapshot()
+        rec[f"{key}_counts"] = fn(*a, **kw)
+        cpu = cpu_snapshot().since(before)
+        rec[f"{key}_s"] = cpu.pop("wall_s")
+        rec[f"{key}_cpu"] = cpu
+        rec[f"{key}_source_reads"] = SOURCE_READS.value - reads
+
     for i in range(repeats):
         rec: dict[str, Any] = {}
+        timed(rec, "library", library_water, params())
         p = params()
-        t = time.perf_counter()
-        rec["library_counts"] = library_water(p)
-        rec["library_s"] = time.perf_counter() - t
-        p = params()
-        reads = SOURCE_READS.value
-        t = time.perf_counter()
-        rec["flow_counts"] = serial(**p.kwargs())
-        rec["flow_s"] = time.perf_counter() - t
-        rec["flow_source_reads"] = SOURCE_READS.value - reads
-        reads = SOURCE_READS.value
-        t = time.perf_counter()
-        rec["rerun_counts"] = serial(**p.kwargs())
-        rec["rerun_s"] = time.perf_counter() - t
-        rec["rerun_source_reads"] = SOURCE_READS.value - reads
+        timed(rec, "flow", serial, **p.kwargs())
+        timed(rec, "rerun", serial, **p.kwargs())
         msg = (
             f"  round {i + 1}: library {rec['library_s']:.2f} s, flow {rec['flow_s']:.2f} s, "
             f"rerun {rec['rerun_s']:.2f} s"
         )
         if pool:
-            p = params()
-            t = time.perf_counter()
-            rec["pool_counts"] = pooled(**p.kwargs())
-            rec["pool_s"] = time.perf_counter() - t
+            timed(rec, "pool", pooled, **params().kwargs())
             msg += f", flow (thread pool) {rec['pool_s']:.2f} s"
         rounds.append(rec)
         log(msg)
@@ -341,7 +352,7 @@ def run_prefect(
     rerun_reads = max(r["rerun_source_reads"] for r in rounds)
     first_reads = rounds[-1]["flow_source_reads"]
     c = rounds[-1]["flow_counts"]
-    steps = ("extract", "predict", "timeseries")
+    steps = WATER_STEPS
 
     def step_medians(key: str) -> dict[str, float]:
         return {s: median([float(r[key]["timings_s"][s]) for r in rounds]) for s in steps}
@@ -349,6 +360,30 @@ def run_prefect(
     lib_steps, flow_steps, rerun_steps = (
         step_medians(k) for k in ("library_counts", "flow_counts", "rerun_counts")
     )
+
+    def cpu_median(key: str, part: str) -> float:
+        return median([r[f"{key}_cpu"][part] for r in rounds])
+
+    cpu = {k: {p: cpu_median(k, p) for p in ("cpu_main_s", "cpu_server_s")} for k in ("library", "flow")}
+    n_tasks = int(rounds[-1]["library_counts"]["tasks"])
+    paired = [100.0 * (r["flow_s"] - r["library_s"]) / r["flow_s"] for r in rounds]
+    # Wall time outside the three timed steps: settings, request validation and database connection for
+    # both; for the flow also flow-run set-up and teardown (API calls, heartbeat thread, report artifact).
+    outside = {
+        k: median([r[f"{k}_s"] - sum(r[f"{k}_counts"]["timings_s"].values()) for r in rounds])
+        for k in ("library", "flow", "rerun")
+    }
+
+    def mean_delta(part: str | None) -> float:
+        """Mean over rounds of flow minus library for one step (None: outside the steps); these add up."""
+
+        def part_s(r: dict[str, Any], k: str) -> float:
+            t = r[f"{k}_counts"]["timings_s"]
+            return float(t[part]) if part else r[f"{k}_s"] - sum(t.values())
+
+        return sum(part_s(r, "flow") - part_s(r, "library") for r in rounds) / len(rounds)
+
+    decomposition = {part or "outside": mean_delta(part) for part in (None, *steps)}
     prefect = Section("prefect")
     prefect.rows = [
         Row("water flow vs library calls, s", fmt_s(flo), fmt_s(lib), f"{flo / lib:.3f}"),
@@ -360,12 +395,27 @@ def run_prefect(
             "<= 5 %",
             overhead <= 5.0,
         ),
+        Row(
+            "  CPU s, this process (flow vs library)",
+            f"{cpu['flow']['cpu_main_s']:.2f}",
+            f"{cpu['library']['cpu_main_s']:.2f}",
+            f"{cpu['flow']['cpu_main_s'] / cpu['library']['cpu_main_s']:.3f}",
+        ),
+        Row(
+            "  CPU s, Prefect API server (flow vs library)",
+            f"{cpu['flow']['cpu_server_s']:.2f}",
+            f"{cpu['library']['cpu_server_s']:.2f}",
+        ),
+        Row("  wall time outside the 3 steps, s", fmt_s(outside["flow"]), fmt_s(outside["library"])),
     ]
     prefect.notes = [
         f"prefect: sample data {start}..{end}, flow with 1 task thread (tasks in the library's order): "
-        f"{c.get('work_units')} work units, {c.get('slices_written')} slices, "
+        f"{n_tasks} tasks, {c.get('work_units')} work units, {c.get('slices_written')} slices, "
         f"{c.get('masks_written')} masks, {c.get('rows_written')} rows; per step (extract / predict / "
-        f"timeseries, s): library {_steps(lib_steps)}, flow {_steps(flow_steps)}",
+        f"timeseries, s): library {_steps(lib_steps)}, flow {_steps(flow_steps)}; overhead per round "
+        f"{', '.join(f'{p:.1f}' for p in paired)} %; mean overhead "
+        f"{sum(decomposition.values()):.2f} s = {decomposition['outside']:.2f} s outside the steps "
+        f"{' '.join(f'{v:+.2f} s in {k}' for k, v in decomposition.items() if k != 'outside')}",
     ]
     prefect.result = {
         "range": [start, end],
@@ -374,7 +424,12 @@ def run_prefect(
         "median_library_s": lib,
         "median_flow_s": flo,
         "overhead_pct": overhead,
+        "overhead_pct_per_round": paired,
         "step_medians_s": {"library": lib_steps, "flow": flow_steps},
+        "cpu_medians_s": cpu,
+        "tasks": n_tasks,
+        "outside_steps_s": outside,
+        "mean_overhead_decomposition_s": decomposition,
     }
     if pool:
         poo = median([r["pool_s"] for r in rounds])
@@ -396,7 +451,10 @@ def run_prefect(
             rerun_reads == 0,
         ),
     ]
-    rerun.notes = [f"rerun: per step (extract / predict / timeseries, s) {_steps(rerun_steps)}"]
+    rerun.notes = [
+        f"rerun: per step (extract / predict / timeseries, s) {_steps(rerun_steps)}, "
+        f"{outside['rerun']:.2f} s outside the steps"
+    ]
     rerun.result = {
         "median_first_s": flo,
         "median_rerun_s": rer,
@@ -425,6 +483,21 @@ def run_scaling(sample: Any, root: Path, repeats: int, start: str, end: str, wor
     bench = _scaling_flow()
     counts = (1, workers)
     runs: dict[int, dict[str, Any]] = {}
+    log(
+        f"[scaling] reference: the same extraction as library calls in this process, warm-up + x{repeats} ..."
+    )
+
+    def lib_params(tag: str, e: str = end) -> FlowParams:
+        return FlowParams(str(sample.aoi), str(sample.catalog), root / f"lib-{tag}", start, e)
+
+    library_water(lib_params("warm", warmup_end(start, end)), ("extract",))
+    lib_s = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        library_water(lib_params(str(i)), ("extract",))
+        lib_s.append(time.perf_counter() - t)
+    shutil.rmtree(root, ignore_errors=True)
+    lib = median(lib_s)
     log(f"[scaling] extract flow {start}..{end}, Dask 1 vs {workers} workers, warm-up + x{repeats} each ...")
     for n in counts:
 
@@ -451,6 +524,18 @@ def run_scaling(sample: Any, root: Path, repeats: int, start: str, end: str, wor
     speedup = ext[1] / ext[workers]
     c = runs[workers]["counts"][-1]
     section = Section("scaling")
+
+    def busy(n: int) -> dict[str, float]:
+        """Median CPU cores kept busy during the timed extractions, per process group."""
+        out = {}
+        for part in ("cpu_children_s", "cpu_main_s", "cpu_server_s"):
+            out[part] = median(
+                [c[part] / w for c, w in zip(runs[n]["cpu"], runs[n]["extract_s"], strict=True)]
+            )
+        out["total"] = sum(out.values())
+        return out
+
+    cores = {n: busy(n) for n in counts}
     section.rows = [
         Row(
             f"extract on Dask, {workers} vs 1 worker, s",
@@ -460,13 +545,27 @@ def run_scaling(sample: Any, root: Path, repeats: int, start: str, end: str, wor
             ">= 1.6x",
             speedup >= 1.6,
         ),
+        Row(
+            "  Dask 1 worker vs library calls in-process, s",
+            fmt_s(ext[1]),
+            fmt_s(lib),
+            f"{ext[1] / lib:.2f}",
+        ),
         Row(f"  peak RSS per worker, {workers} vs 1, MiB", f"{rss[workers]:.0f}", f"{rss[1]:.0f}"),
+        Row(
+            f"  CPU cores busy (all processes), {workers} vs 1",
+            f"{cores[workers]['total']:.2f}",
+            f"{cores[1]['total']:.2f}",
+            f"{cores[workers]['total'] / cores[1]['total']:.2f}x",
+        ),
     ]
     section.notes = [
         f"scaling: extract flow body on the sample data {start}..{end}: {c.get('work_units')} work units, "
         f"{c.get('slices_written')} slices; Dask workers are processes with 1 thread each; cluster start-up "
         f"{runs[1]['startup_s']:.1f} s (1 worker) / {runs[workers]['startup_s']:.1f} s ({workers}) and one "
-        "untimed 1-month extraction per cluster are excluded",
+        "untimed 1-week extraction per cluster are excluded; CPU cores busy (workers / this process / "
+        f"API server): 1 worker {_steps({k: v for k, v in cores[1].items() if k != 'total'})}, {workers} "
+        f"workers {_steps({k: v for k, v in cores[workers].items() if k != 'total'})}",
     ]
     section.result = {
         "range": [start, end],
@@ -475,7 +574,10 @@ def run_scaling(sample: Any, root: Path, repeats: int, start: str, end: str, wor
         "runs": {str(n): v for n, v in runs.items()},
         "median_extract_s": {str(n): v for n, v in ext.items()},
         "speedup": speedup,
+        "library_s": lib_s,
+        "median_library_s": lib,
         "max_worker_peak_rss_mib": {str(n): v for n, v in rss.items()},
+        "cpu_cores_busy": {str(n): v for n, v in cores.items()},
     }
     for n in counts:
         if runs[n]["workers"] != n:
