@@ -1,13 +1,13 @@
 """`prefect`, `rerun` and `scaling` sections: the sample-data flows under an ephemeral Prefect API.
 
-- prefect: the `water` flow vs the same `oxeo_flows.pipeline` calls in the same order without Prefect, each
-  on a fresh storage + SQLite database. The flow runs twice per round: with one task thread (tasks run one
-  after another, in the library's order: the like-for-like overhead) and with the default thread pool
-  (what a deployment runs).
-- rerun: the identical `water` flow again on the thread-pool run's storage and database.
+- prefect: the `water` flow with one task thread (tasks run one after another, in the library's order:
+  the like-for-like overhead) vs the same `oxeo_flows.pipeline` calls without Prefect, each on a fresh
+  storage + SQLite database; optionally (`pool`) also the flow with the default thread-pool runner.
+- rerun: the identical `water` flow again on the first flow run's storage and database.
 - scaling: the `extract` flow's body on a local Dask cluster of 1 vs 2 worker processes (one thread each),
   made by `make_task_runner(load_settings(task_runner="dask", dask_workers=n))`; cluster start-up is timed
-  apart, and each worker's peak RSS is read with `client.run`.
+  apart, and each worker's peak RSS is read with `client.run`. The same extraction as library calls in
+  this process is the reference for Prefect + Dask's per-task cost.
 
 Prefect must not be imported before `configure_prefect_env()` (it reads its settings at import).
 """

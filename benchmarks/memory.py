@@ -4,12 +4,13 @@ dates (`pipeline.extract_unit`, streaming into the zarr archive).
 The parent writes one set of Sentinel-2-like COGs covering tile `33_T_10000_70_509` exactly (7 reflectance
 bands: 4 x 1000 x 1000 px at 10 m and 3 x 500 x 500 px at 20 m, plus SCL at 20 m) and one STAC item per
 date, all pointing at the same files (distinct ids and dates keep generation cheap). A fresh child
-process (`python -m benchmarks.memory CHILD ...`) imports what extraction needs, records `ru_maxrss` as
-its baseline, parses the items, plans one work unit (window `year`) and extracts it. Reported: the
-child's peak RSS minus that baseline, plus an RSS trace sampled every 50 ms to show (no) growth with the
-number of dates.
+process (`python -m benchmarks.memory CHILD ...`) imports what extraction needs, records its peak RSS so
+far as the baseline, parses the items, plans one work unit (window `year`) and extracts it. Reported: the
+child's peak RSS minus that baseline (`VmHWM`, see `_peak_mib`), plus an RSS trace sampled every 50 ms
+to show (no) growth with the number of dates.
 
-Only the standard library is imported at module level, so the child's baseline is its own imports.
+Module-level imports are the standard library and `benchmarks.common` (numpy) only, so the child's
+baseline is essentially its own extraction imports.
 """
 
 from __future__ import annotations
