@@ -128,6 +128,10 @@ class Archive:
 
     def committed(self) -> dict[date, int]:
         """Committed slices: solar day -> slot index."""
+        return {day: slot for day, (slot, _) in self.committed_times().items()}
+
+    def committed_times(self) -> dict[date, tuple[int, datetime]]:
+        """Committed slices: solar day -> (slot index, UTC acquisition time), from two array reads."""
         if not self.exists():
             return {}
         g = self._group()
@@ -136,7 +140,7 @@ class Archive:
         n = min(len(times), len(days))  # uneven after a crash mid-resize: the extra slots are uncommitted
         times, days = times[:n], days[:n]
         return {
-            (np.datetime64(int(d), "D").astype(date)): int(i)
+            (np.datetime64(int(d), "D").astype(date)): (i, _EPOCH + timedelta(microseconds=int(t) // 1000))
             for i, (t, d) in enumerate(zip(times, days, strict=True))
             if t != NAT
         }

@@ -215,11 +215,11 @@ def _measure_part(
     times: dict[tuple[int, int], datetime] = {}
     for ai, arc in enumerate(archives):
         done = arc.mask_done(model_key)
-        for day, slot in arc.committed().items():
+        for day, (slot, acquired) in arc.committed_times().items():
             if (start and day < start) or (end and day > end) or not done.get(slot):
                 continue
             per_day[day].append((ai, slot))
-            times[(ai, slot)] = arc.slice_meta(slot).time
+            times[(ai, slot)] = acquired
     for day in sorted(per_day):
         canvas = np.full(shape, MASK_NODATA, dtype=np.uint8)
         for ai, slot in per_day[day]:
