@@ -92,7 +92,6 @@ class _Context:
 def _extract(ctx: _Context) -> dict[str, Any]:
     log = get_run_logger()
     s, req = ctx.settings, ctx.request
-    store.upsert_aois(ctx.engine, req.aois)
     searched: dict[str, int] = {}
     units: list[WorkUnit] = []
     offered = present = 0
@@ -111,6 +110,8 @@ def _extract(ctx: _Context) -> dict[str, Any]:
             p.days_present,
             len(p.units),
         )
+    # Catalog searched and planned without errors: only now record the AOIs.
+    store.upsert_aois(ctx.engine, req.aois)
     # One writer per archive: units of the same tile x constellation run one after another.
     last: dict[tuple[str, str], PrefectFuture[Any]] = {}
     futures = []
