@@ -1,4 +1,4 @@
-"""Tests for oxeo_flows.store (SQLite results database)."""
+"""Tests for oxeo_flows.store, on SQLite and on PostgreSQL/PostGIS (the `db_url` fixture)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import sqlalchemy as sa
 from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy.engine import Engine
 
+import oxeo_flows
 from oxeo_flows import store
 from oxeo_flows.aoi import AOI
 from oxeo_flows.errors import InputError
+from oxeo_flows.schema import TABLES
 from oxeo_flows.timeseries import Observation
 
 LAKE_A = AOI("lake-a", "Lake A", box(30.0, -1.0, 30.1, -0.9), {"kind": "lake", "basin": 12})
@@ -59,11 +61,28 @@ def obs(
 
 
 @pytest.fixture()
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = store.connect(f"sqlite:///{tmp_path / 'oxeo.db'}")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = store.connect(db_url)
     store.upsert_aois(eng, [LAKE_A, LAKE_B])
     yield eng
     eng.dispose()
+
+
+def new_run(engine: Engine, flow: str = "water") -> str:
+    return store.start_model_run(
+        engine,
+        flow=flow,
+        prefect_flow_run_id=None,
+        parameters={},
+        model="mndwi-v1",
+        model_version="1",
+        constellations=["sentinel-2"],
+        aoi_ids=["lake-a"],
+        tiles=[],
+        start_date=None,
+        end_date=None,
+        started_at=datetime.now(UTC),
+    )
 
 
 def _count(engine: Engine, table: sa.Table) -> int:
@@ -77,13 +96,16 @@ def test_connect_creates_schema_and_folder(tmp_path: Path) -> None:
     try:
         assert path.is_file()
         insp = sa.inspect(eng)
-        assert set(insp.get_table_names()) == {"aoi", "water_observation", "flow_run"}
+        assert set(insp.get_table_names()) == {t.name for t in TABLES} | {"alembic_version"}
         cols = {c["name"] for c in insp.get_columns("water_observation")}
         assert set(store.OBSERVATION_FIELDS) <= cols
         uniques = insp.get_unique_constraints("water_observation")
         assert [u["column_names"] for u in uniques] == [["aoi_id", "acquired_at", "constellation", "model"]]
         fks = insp.get_foreign_keys("water_observation")
-        assert [(f["referred_table"], f["constrained_columns"]) for f in fks] == [("aoi", ["aoi_id"])]
+        assert sorted((f["referred_table"], f["constrained_columns"]) for f in fks) == [
+            ("aoi", ["aoi_id"]),
+            ("model_run", ["model_run_id"]),
+        ]
     finally:
         eng.dispose()
     # connecting again to an existing database is fine and keeps the data
@@ -137,13 +159,14 @@ def test_aoi_upsert_updates(engine: Engine) -> None:
 
 def test_upsert_observations_is_idempotent_and_updates(engine: Engine) -> None:
     first = [obs(), obs(acquired_at=T0 + timedelta(days=5), water_px=120)]
-    assert store.upsert_observations(engine, first, "run-1") == 2
+    run1, run2 = new_run(engine), new_run(engine)
+    assert store.upsert_observations(engine, first, run1) == 2
     assert _count(engine, store.observation_table) == 2
     changed = [
         obs(water_px=150, usable=False, tiles=["a", "b"]),
         obs(acquired_at=T0 + timedelta(days=5), water_px=130),
     ]
-    assert store.upsert_observations(engine, changed, "run-2") == 2
+    assert store.upsert_observations(engine, changed, run2) == 2
     assert _count(engine, store.observation_table) == 2
     rows = store.query_observations(engine)
     assert [(r["acquired_at"], r["water_px"], r["water_area_m2"]) for r in rows] == [
@@ -152,10 +175,10 @@ def test_upsert_observations_is_idempotent_and_updates(engine: Engine) -> None:
     ]
     assert rows[0]["usable"] is False
     assert rows[0]["tiles"] == ["a", "b"]
-    assert {r["flow_run_id"] for r in rows} == {"run-2"}
+    assert {r["model_run_id"] for r in rows} == {run2}
     # identical rerun: identical row set
     before = [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]
-    store.upsert_observations(engine, changed, "run-2")
+    store.upsert_observations(engine, changed, run2)
     after = [{k: v for k, v in r.items() if k != "computed_at"} for r in store.query_observations(engine)]
     assert after == before
 
@@ -176,7 +199,7 @@ def test_upsert_observations_other_model_or_constellation_adds_rows(engine: Engi
 
 
 def test_upsert_observations_empty(engine: Engine) -> None:
-    assert store.upsert_observations(engine, [], "run") == 0
+    assert store.upsert_observations(engine, [], None) == 0
     assert _count(engine, store.observation_table) == 0
 
 
@@ -207,7 +230,8 @@ def test_query_observations_ordering_and_filters(engine: Engine) -> None:
         obs("lake-a", d1, "landsat-8", "mndwi-v1"),
         obs("lake-a", d1, "sentinel-2", "mndwi-v1"),
     ]
-    store.upsert_observations(engine, given, "r")
+    run = new_run(engine)
+    store.upsert_observations(engine, given, run)
 
     def keys(rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
         return [(r["aoi_id"], r["acquired_at"], r["constellation"], r["model"]) for r in rows]
@@ -230,7 +254,7 @@ def test_query_observations_ordering_and_filters(engine: Engine) -> None:
     assert store.query_observations(engine, ["nobody"]) == []
     row = store.query_observations(engine, ["lake-a"], "landsat-8")[0]
     assert row["solar_day"] == date(2024, 3, 10)
-    assert row["flow_run_id"] == "r"
+    assert row["model_run_id"] == run
     assert set(row) == {"id", *store.OBSERVATION_FIELDS}
 
 
@@ -238,14 +262,14 @@ def test_foreign_key_violation_rolls_back(engine: Engine) -> None:
     good = obs()
     orphan = replace(obs(), aoi_id="no-such-aoi")
     with pytest.raises(sa.exc.IntegrityError):
-        store.upsert_observations(engine, [good, orphan], "run")
+        store.upsert_observations(engine, [good, orphan], None)
     assert _count(engine, store.observation_table) == 0
     with pytest.raises(sa.exc.IntegrityError):
-        store.upsert_observations(engine, [orphan], "run")
+        store.upsert_observations(engine, [orphan], None)
     assert _count(engine, store.observation_table) == 0
 
 
-def test_record_flow_run(engine: Engine) -> None:
+def test_model_run_lifecycle_and_extraction_log(engine: Engine) -> None:
     started = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=-3)))
     params = {
         "aoi": ["lake-a", "lake-b"],
@@ -254,21 +278,41 @@ def test_record_flow_run(engine: Engine) -> None:
         "tile_size_m": 10000,
         "catalog": None,
     }
-    store.record_flow_run(
+    run_id = store.start_model_run(
         engine,
         flow="water",
-        flow_run_id="0f1e2d3c",
+        prefect_flow_run_id="0f1e2d3c",
         parameters=params,
+        model="mndwi-v1",
+        model_version="1",
+        constellations=["sentinel-2", "landsat-8"],
+        aoi_ids=["lake-a", "lake-b"],
+        tiles=["36_M_10000_35_931"],
+        start_date=date(2024, 1, 1),
+        end_date=date(2024, 3, 31),
         started_at=started,
-        state="COMPLETED",
-        counts={"rows_written": 4, "timings_s": {"extract": 1.5}},
     )
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(store.flow_run_table))]
-    assert len(rows) == 1
-    row = rows[0]
+    (row,) = store.model_runs(engine)
+    assert row["id"] == run_id and row["state"] == "RUNNING" and row["finished_at"] is None
+    store.log_extraction(
+        engine,
+        run_id,
+        tile_id="36_M_10000_35_931",
+        constellation="sentinel-2",
+        window="2024-01",
+        days_requested=[date(2024, 1, 5), date(2024, 1, 10)],
+        days_written=[date(2024, 1, 10)],
+        slices_written=1,
+        slices_skipped=1,
+        scenes_read=2,
+        duration_s=1.25,
+    )
+    store.finish_model_run(
+        engine, run_id, state="COMPLETED", counts={"rows_written": 4, "d": date(2024, 1, 2)}
+    )
+    (row,) = store.model_runs(engine)
     assert row["flow"] == "water"
-    assert row["flow_run_id"] == "0f1e2d3c"
+    assert row["prefect_flow_run_id"] == "0f1e2d3c"
     assert row["state"] == "COMPLETED"
     assert row["parameters"] == {
         "aoi": ["lake-a", "lake-b"],
@@ -277,21 +321,26 @@ def test_record_flow_run(engine: Engine) -> None:
         "tile_size_m": 10000,
         "catalog": None,
     }
-    assert row["counts"] == {"rows_written": 4, "timings_s": {"extract": 1.5}}
+    assert row["constellations"] == ["sentinel-2", "landsat-8"]
+    assert row["tiles"] == ["36_M_10000_35_931"]
+    assert (row["start_date"], row["end_date"]) == (date(2024, 1, 1), date(2024, 3, 31))
+    assert row["counts"] == {"rows_written": 4, "d": "2024-01-02"}
     assert row["started_at"] == datetime(2024, 5, 1, 15, 0)
     assert row["finished_at"].tzinfo is None
-    assert row["finished_at"] >= datetime(2024, 5, 1, 15, 0)
-    # appended, not upserted
-    store.record_flow_run(
-        engine,
-        flow="water",
-        flow_run_id="0f1e2d3c",
-        parameters={},
-        started_at=started,
-        state="FAILED",
-        counts={},
-    )
-    assert _count(engine, store.flow_run_table) == 2
+    assert row["duration_s"] == (row["finished_at"] - row["started_at"]).total_seconds()
+    assert row["software_version"] == oxeo_flows.__version__
+    (log,) = store.extraction_log(engine, run_id)
+    assert log["days_requested"] == ["2024-01-05", "2024-01-10"]
+    assert log["days_written"] == ["2024-01-10"]
+    assert (log["slices_written"], log["slices_skipped"], log["scenes_read"]) == (1, 1, 2)
+    # a second run is a second record; a failed one keeps its error
+    other = new_run(engine)
+    store.finish_model_run(engine, other, state="FAILED", counts={}, error="SourceError: down")
+    assert [r["state"] for r in store.model_runs(engine)] == ["FAILED", "COMPLETED"] or len(
+        store.model_runs(engine)
+    ) == 2
+    assert {r["error"] for r in store.model_runs(engine)} == {None, "SourceError: down"}
+    assert _count(engine, store.model_run_table) == 2
 
 
 def test_harmonise_keeps_the_best_observation_per_day() -> None:

@@ -1,78 +1,45 @@
-"""Results database: AOIs, water observations and flow runs (SQLAlchemy Core; SQLite or PostgreSQL).
+"""Results database access: AOIs, water observations, model runs, extraction log (SQLite or PostGIS).
 
-All times are stored as naive UTC. Observations are unique on (aoi_id, acquired_at, constellation,
-model) and written with `INSERT ... ON CONFLICT DO UPDATE` in one transaction per call, so reruns
-rewrite the same rows instead of duplicating them. Only bound parameters are used, never SQL built
-from strings.
+The tables are in `oxeo_flows.schema`; `connect` creates/upgrades them with the Alembic migrations. All
+times are stored as naive UTC. Observations are unique on (aoi_id, acquired_at, constellation, model)
+and written with `INSERT ... ON CONFLICT DO UPDATE` in one transaction per call, so reruns and
+concurrent runs rewrite the same rows instead of duplicating them. Only bound parameters are used,
+never SQL built from strings.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from shapely.geometry import mapping, shape
+from pyproj import Geod
 from sqlalchemy.engine import Engine
 
-from oxeo_flows.aoi import AOI
+from oxeo_flows import migrate
+from oxeo_flows.aoi import AOI, SET_PREFIX
 from oxeo_flows.errors import InputError
+from oxeo_flows.schema import (
+    aoi_set_member_table,
+    aoi_table,
+    extraction_log_table,
+    model_run_table,
+    observation_table,
+)
 from oxeo_flows.timeseries import Observation
 
-metadata = sa.MetaData()
-
-aoi_table = sa.Table(
-    "aoi",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("geometry", sa.Text, nullable=False),  # GeoJSON MultiPolygon, EPSG:4326
-    sa.Column("geometry_hash", sa.String(64), nullable=False, index=True),
-    sa.Column("properties", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-)
-
-observation_table = sa.Table(
-    "water_observation",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("aoi_id", sa.String(128), sa.ForeignKey("aoi.id"), nullable=False),
-    sa.Column("acquired_at", sa.DateTime, nullable=False),
-    sa.Column("solar_day", sa.Date, nullable=False),
-    sa.Column("constellation", sa.String(32), nullable=False),
-    sa.Column("model", sa.String(64), nullable=False),
-    sa.Column("water_area_m2", sa.Float, nullable=False),
-    sa.Column("water_px", sa.Integer, nullable=False),
-    sa.Column("valid_px", sa.Integer, nullable=False),
-    sa.Column("cloud_px", sa.Integer, nullable=False),
-    sa.Column("nodata_px", sa.Integer, nullable=False),
-    sa.Column("total_px", sa.Integer, nullable=False),
-    sa.Column("valid_fraction", sa.Float, nullable=False),
-    sa.Column("cloud_fraction", sa.Float, nullable=False),
-    sa.Column("usable", sa.Boolean, nullable=False),
-    sa.Column("pixel_size_m", sa.Float, nullable=False),
-    sa.Column("tiles", sa.JSON, nullable=False),
-    sa.Column("flow_run_id", sa.String(64)),
-    sa.Column("computed_at", sa.DateTime, nullable=False),
-    sa.UniqueConstraint("aoi_id", "acquired_at", "constellation", "model", name="uq_observation"),
-)
-
-flow_run_table = sa.Table(
-    "flow_run",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("flow_run_id", sa.String(64)),
-    sa.Column("flow", sa.String(64), nullable=False),
-    sa.Column("parameters", sa.JSON, nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime),
-    sa.Column("state", sa.String(32), nullable=False),
-    sa.Column("counts", sa.JSON, nullable=False),
-)
+__all__ = [
+    "aoi_table",
+    "extraction_log_table",
+    "model_run_table",
+    "observation_table",
+]
+_GEOD = Geod(ellps="WGS84")
 
 OBSERVATION_FIELDS = [c.name for c in observation_table.columns if c.name != "id"]
 _KEY = ("aoi_id", "acquired_at", "constellation", "model")
@@ -83,17 +50,25 @@ def _naive_utc(t: datetime) -> datetime:
 
 
 def connect(database_url: str) -> Engine:
-    """Engine for `database_url`; creates the schema (and a local SQLite file's folder) if missing."""
+    """Engine for `database_url`; creates or upgrades the schema (and a SQLite file's folder) if needed."""
     try:
         url = sa.engine.make_url(database_url)
     except sa.exc.ArgumentError as exc:
         raise InputError("database_url", f"expected a SQLAlchemy URL, got {database_url!r}: {exc}") from None
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=url.get_backend_name() == "postgresql")
+    except (ImportError, sa.exc.ArgumentError) as exc:
+        raise InputError("database_url", f"cannot use {url.render_as_string()!r}: {exc}") from None
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
+    try:
+        migrate.upgrade(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        msg = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise InputError("database_url", f"cannot open {url.render_as_string()!r}: {msg}") from None
     return engine
 
 
@@ -116,47 +91,77 @@ def _insert(engine: Engine, table: sa.Table) -> Any:
     raise InputError("database_url", f"expected a sqlite or postgresql URL, got {engine.dialect.name}")
 
 
-def upsert_aois(engine: Engine, aois: Iterable[AOI]) -> None:
-    """Insert or update AOIs (id, name, geometry, properties) in one transaction."""
-    rows = [
-        {
-            "id": a.id,
-            "name": a.name,
-            "geometry": json.dumps(mapping(a.geometry)),
-            "geometry_hash": a.geometry_hash,
-            "properties": a.properties,
-            "created_at": _naive_utc(datetime.now(UTC)),
-        }
-        for a in aois
-    ]
+def _labels(a: AOI) -> list[str]:
+    raw = a.properties.get("labels", [])
+    if isinstance(raw, str):
+        raw = [x for x in raw.split(",")]
+    return sorted({str(x).strip() for x in raw if str(x).strip()}) if isinstance(raw, list) else []
+
+
+def aoi_row(a: AOI, now: datetime) -> dict[str, Any]:
+    """The `aoi` table row of an AOI (bbox in degrees, geodesic area on the WGS84 ellipsoid in m²)."""
+    x0, y0, x1, y1 = a.geometry.bounds
+    return {
+        "id": a.id,
+        "name": a.name,
+        "geometry": a.geometry,
+        "geometry_hash": a.geometry_hash,
+        "west": x0,
+        "south": y0,
+        "east": x1,
+        "north": y1,
+        "area_m2": abs(float(_GEOD.geometry_area_perimeter(a.geometry)[0])),
+        "labels": _labels(a),
+        "properties": a.properties,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def upsert_aois(engine: Engine, aois: Iterable[AOI], *, replace_labels: bool = False) -> None:
+    """Insert or update AOIs in one transaction.
+
+    An existing AOI keeps its `created_at` and (unless `replace_labels`) its labels: a flow run that
+    names an AOI by GeoJSON does not undo what the registry set.
+    """
+    now = _naive_utc(datetime.now(UTC))
+    rows = [aoi_row(a, now) for a in aois]
     if not rows:
         return
     stmt = _insert(engine, aoi_table)
+    keep = {"id", "created_at"} | (set() if replace_labels else {"labels"})
     stmt = stmt.on_conflict_do_update(
-        index_elements=["id"],
-        set_={k: stmt.excluded[k] for k in ("name", "geometry", "geometry_hash", "properties")},
+        index_elements=["id"], set_={k: stmt.excluded[k] for k in rows[0] if k not in keep}
     )
     with engine.begin() as conn:
         conn.execute(stmt, rows)
 
 
+def _aoi(r: Any) -> AOI:
+    return AOI(id=r.id, name=r.name, geometry=r.geometry, properties=dict(r.properties))
+
+
 def get_aois(engine: Engine, ids: Sequence[str]) -> list[AOI]:
-    """AOIs with these ids, in the order asked; unknown ids are left out (the caller reports them)."""
+    """AOIs with these ids, in the order asked; unknown ids are left out (the caller reports them).
+
+    An id `set:NAME` stands for the members of that AOI set (sorted by id).
+    """
+    plain = [i for i in ids if not i.startswith(SET_PREFIX)]
+    sets = [i.removeprefix(SET_PREFIX) for i in ids if i.startswith(SET_PREFIX)]
+    out: dict[str, AOI] = {}
     with engine.connect() as conn:
-        found = {r.id: r for r in conn.execute(sa.select(aoi_table).where(aoi_table.c.id.in_(list(ids))))}
-    out = []
-    for i in ids:
-        r = found.get(i)
-        if r is not None:
-            out.append(
-                AOI(
-                    id=r.id,
-                    name=r.name,
-                    geometry=shape(json.loads(r.geometry)),
-                    properties=dict(r.properties),
-                )
+        for name in sets:
+            q = (
+                sa.select(aoi_table)
+                .join(aoi_set_member_table, aoi_set_member_table.c.aoi_id == aoi_table.c.id)
+                .where(aoi_set_member_table.c.set_name == name)
+                .order_by(aoi_table.c.id)
             )
-    return out
+            out.update((r.id, _aoi(r)) for r in conn.execute(q))
+        if plain:
+            found = {r.id: r for r in conn.execute(sa.select(aoi_table).where(aoi_table.c.id.in_(plain)))}
+            out.update((i, _aoi(found[i])) for i in plain if i in found)
+    return list(out.values())
 
 
 def aoi_lookup(database_url: str) -> Callable[[list[str]], list[AOI]]:
@@ -169,6 +174,8 @@ def aoi_lookup(database_url: str) -> Callable[[list[str]], list[AOI]]:
                 return []
         engine = sa.create_engine(url)
         try:
+            if migrate.current(engine) != migrate.head():
+                migrate.upgrade(engine)  # an older schema: bring it up to date before reading
             if not sa.inspect(engine).has_table(aoi_table.name):
                 return []
             return get_aois(engine, ids)
@@ -178,8 +185,8 @@ def aoi_lookup(database_url: str) -> Callable[[list[str]], list[AOI]]:
     return lookup
 
 
-def upsert_observations(engine: Engine, observations: Sequence[Observation], flow_run_id: str | None) -> int:
-    """Upsert observations in one transaction; returns the number of rows written."""
+def upsert_observations(engine: Engine, observations: Sequence[Observation], model_run_id: str | None) -> int:
+    """Upsert observations in one transaction, each referencing `model_run_id`; returns the row count."""
     if not observations:
         return 0
     now = _naive_utc(datetime.now(UTC))
@@ -187,7 +194,7 @@ def upsert_observations(engine: Engine, observations: Sequence[Observation], flo
     for o in observations:
         row = asdict(o)
         row["acquired_at"] = _naive_utc(o.acquired_at)
-        row["flow_run_id"] = flow_run_id
+        row["model_run_id"] = model_run_id
         row["computed_at"] = now
         rows.append(row)
     stmt = _insert(engine, observation_table)
@@ -200,18 +207,63 @@ def upsert_observations(engine: Engine, observations: Sequence[Observation], flo
     return len(rows)
 
 
-def query_observations(
-    engine: Engine, aoi_ids: Sequence[str] | None = None, constellation: str | None = None
-) -> list[dict[str, Any]]:
-    """Observation rows ordered by (aoi_id, acquired_at, constellation, model)."""
+def observations_query(
+    aoi_ids: Sequence[str] | None = None,
+    constellation: str | Sequence[str] | None = None,
+    model: str | None = None,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+    usable_only: bool = False,
+) -> sa.Select[Any]:
+    """SELECT of observation rows matching the filters (dates inclusive, UTC), in a stable order."""
     t = observation_table
     q = sa.select(t).order_by(t.c.aoi_id, t.c.acquired_at, t.c.constellation, t.c.model)
     if aoi_ids:
         q = q.where(t.c.aoi_id.in_(list(aoi_ids)))
     if constellation:
-        q = q.where(t.c.constellation == constellation)
+        consts = [constellation] if isinstance(constellation, str) else list(constellation)
+        q = q.where(t.c.constellation.in_(consts))
+    if model:
+        # A model name without a version ("mndwi") matches every version of it ("mndwi-v1", ...).
+        q = q.where(sa.or_(t.c.model == model, t.c.model.like(_like_prefix(model) + "-v%", escape="\\")))
+    if start is not None:
+        q = q.where(t.c.solar_day >= (start.date() if isinstance(start, datetime) else start))
+    if end is not None:
+        q = q.where(t.c.solar_day <= (end.date() if isinstance(end, datetime) else end))
+    if usable_only:
+        q = q.where(t.c.usable.is_(True))
+    return q
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def query_observations(
+    engine: Engine,
+    aoi_ids: Sequence[str] | None = None,
+    constellation: str | Sequence[str] | None = None,
+    *,
+    model: str | None = None,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+    usable_only: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Observation rows ordered by (aoi_id, acquired_at, constellation, model); see `observations_query`."""
+    q = observations_query(aoi_ids, constellation, model, start, end, usable_only)
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def count_observations(engine: Engine, **filters: Any) -> int:
+    """Number of rows `query_observations(engine, **filters)` would return without limit."""
+    q = observations_query(**filters).order_by(None)
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one())
 
 
 def harmonise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -236,27 +288,115 @@ def harmonise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(best.values(), key=lambda r: (r["aoi_id"], r["acquired_at"], r["model"]))
 
 
-def record_flow_run(
+def start_model_run(
     engine: Engine,
     *,
     flow: str,
-    flow_run_id: str | None,
+    prefect_flow_run_id: str | None,
     parameters: dict[str, Any],
+    model: str | None,
+    model_version: str | None,
+    constellations: Sequence[str],
+    aoi_ids: Sequence[str],
+    tiles: Sequence[str],
+    start_date: date | None,
+    end_date: date | None,
     started_at: datetime,
-    state: str,
-    counts: dict[str, Any],
-) -> None:
-    """Append one flow-run record (what a run did, for users to query)."""
+) -> str:
+    """Record a run as RUNNING before it writes anything; returns its `model_run.id` (uuid4)."""
+    from oxeo_flows import __version__
+
+    run_id = str(uuid.uuid4())
     with engine.begin() as conn:
         conn.execute(
-            flow_run_table.insert(),
+            model_run_table.insert(),
             {
-                "flow_run_id": flow_run_id,
+                "id": run_id,
+                "prefect_flow_run_id": prefect_flow_run_id,
                 "flow": flow,
                 "parameters": json.loads(json.dumps(parameters, default=str)),
+                "model": model,
+                "model_version": model_version,
+                "constellations": list(constellations),
+                "aoi_ids": list(aoi_ids),
+                "tiles": list(tiles),
+                "start_date": start_date,
+                "end_date": end_date,
+                "state": "RUNNING",
                 "started_at": _naive_utc(started_at),
-                "finished_at": _naive_utc(datetime.now(UTC)),
-                "state": state,
-                "counts": counts,
+                "counts": {},
+                "software_version": __version__,
             },
         )
+    return run_id
+
+
+def finish_model_run(
+    engine: Engine, run_id: str, *, state: str, counts: dict[str, Any], error: str | None = None
+) -> None:
+    """Close a run: final state (COMPLETED or FAILED), counts, error text, duration."""
+    now = _naive_utc(datetime.now(UTC))
+    with engine.begin() as conn:
+        started = conn.execute(
+            sa.select(model_run_table.c.started_at).where(model_run_table.c.id == run_id)
+        ).scalar_one()
+        conn.execute(
+            model_run_table.update()
+            .where(model_run_table.c.id == run_id)
+            .values(
+                state=state,
+                finished_at=now,
+                duration_s=(now - started).total_seconds(),
+                counts=json.loads(json.dumps(counts, default=str)),
+                error=error,
+            )
+        )
+
+
+def log_extraction(
+    engine: Engine,
+    run_id: str,
+    *,
+    tile_id: str,
+    constellation: str,
+    window: str,
+    days_requested: Sequence[date],
+    days_written: Sequence[date],
+    slices_written: int,
+    slices_skipped: int,
+    scenes_read: int,
+    duration_s: float,
+) -> None:
+    """One extraction-log row: what one work unit was asked to extract and what it committed."""
+    with engine.begin() as conn:
+        conn.execute(
+            extraction_log_table.insert(),
+            {
+                "model_run_id": run_id,
+                "tile_id": tile_id,
+                "constellation": constellation,
+                "window": window,
+                "days_requested": [d.isoformat() for d in days_requested],
+                "days_written": [d.isoformat() for d in days_written],
+                "slices_written": slices_written,
+                "slices_skipped": slices_skipped,
+                "scenes_read": scenes_read,
+                "duration_s": duration_s,
+                "finished_at": _naive_utc(datetime.now(UTC)),
+            },
+        )
+
+
+def model_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest model runs first."""
+    q = sa.select(model_run_table).order_by(model_run_table.c.started_at.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def extraction_log(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """Extraction-log rows of one run, by tile, constellation and window."""
+    t = extraction_log_table
+    q = sa.select(t).where(t.c.model_run_id == run_id).order_by(t.c.tile_id, t.c.constellation, t.c.window)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]

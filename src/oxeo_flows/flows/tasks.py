@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -37,7 +38,9 @@ def _retry_on_source_error(task: Any, task_run: Any, state: Any) -> bool:
 )
 def extract_unit_task(unit: WorkUnit, storage: str, resampling: str) -> dict[str, Any]:
     log = get_run_logger()
+    t0 = time.perf_counter()
     summary = pipeline.extract_unit(unit, storage, resampling)
+    duration = time.perf_counter() - t0
     log.info(
         "tile %s %s %s: %d slices written, %d skipped, %d scenes read",
         unit.tile_id,
@@ -47,7 +50,7 @@ def extract_unit_task(unit: WorkUnit, storage: str, resampling: str) -> dict[str
         summary.slices_skipped,
         summary.scenes_read,
     )
-    return summary.__dict__
+    return {**summary.__dict__, "duration_s": round(duration, 3)}
 
 
 @task(name="predict-archive", task_run_name="predict-{tile_id}-{constellation}", cache_policy=NO_CACHE)
@@ -59,10 +62,10 @@ def predict_archive_task(tile_id: str, constellation: str, model: WaterModel, st
 
 @task(name="aoi-timeseries", task_run_name="timeseries-{aoi.id}", cache_policy=NO_CACHE)
 def aoi_timeseries_task(
-    aoi: AOI, request: pipeline.Request, settings: Settings, flow_run_id: str | None
+    aoi: AOI, request: pipeline.Request, settings: Settings, model_run_id: str | None
 ) -> list[dict[str, Any]]:
     engine = store.connect(settings.database_url)
-    rows = pipeline.aoi_timeseries(aoi, request, settings, engine, flow_run_id)
+    rows = pipeline.aoi_timeseries(aoi, request, settings, engine, model_run_id)
     engine.dispose()
     get_run_logger().info("AOI %s: %d observations written", aoi.id, len(rows))
     return [r.__dict__ for r in rows]

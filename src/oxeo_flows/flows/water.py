@@ -77,10 +77,25 @@ class _Context:
             self.settings,
             store.aoi_lookup(self.settings.database_url),
         )
-        # Validation done: only now touch the database.
+        # Validation done: only now touch the database, starting with the run's own record.
         self.engine = store.connect(self.settings.database_url)
         self.report: dict[str, Any] = {"timings_s": {}}
         self.flow_run_id = str(flow_run.id) if flow_run.id else None
+        req = self.request
+        self.run_id = store.start_model_run(
+            self.engine,
+            flow=flow_run.flow_name or "oxeo-flows",
+            prefect_flow_run_id=self.flow_run_id,
+            parameters=params,
+            model=req.model.key,
+            model_version=req.model.version,
+            constellations=[c.name for c in req.constellations],
+            aoi_ids=[a.id for a in req.aois],
+            tiles=[t.id for t in req.tiles],
+            start_date=req.start,
+            end_date=req.end,
+            started_at=self.started,
+        )
 
     def timed(self, step: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -131,8 +146,24 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     progress_id: UUID = create_progress_artifact(  # type: ignore[assignment]
         progress=0.0 if futures else 100.0, description=f"extraction: {len(futures)} work units"
     )
+    by_name = {u.name: u for u in units}
     for i, fut in enumerate(as_completed(futures), start=1):
-        summaries.append(fut.result())
+        summary = fut.result()
+        summaries.append(summary)
+        unit = by_name[summary["unit"]]
+        store.log_extraction(
+            ctx.engine,
+            ctx.run_id,
+            tile_id=unit.tile_id,
+            constellation=unit.constellation,
+            window=unit.window,
+            days_requested=[d.solar_day for d in unit.days],
+            days_written=summary["days_written"],
+            slices_written=summary["slices_written"],
+            slices_skipped=summary["slices_skipped"],
+            scenes_read=summary["scenes_read"],
+            duration_s=summary["duration_s"],
+        )
         update_progress_artifact(progress_id, progress=100.0 * i / len(futures))
     return {
         "scenes_found": searched,
@@ -158,7 +189,7 @@ def _predict(ctx: _Context) -> dict[str, Any]:
 
 def _timeseries(ctx: _Context) -> dict[str, Any]:
     req = ctx.request
-    futures = [aoi_timeseries_task.submit(a, req, ctx.settings, ctx.flow_run_id) for a in req.aois]
+    futures = [aoi_timeseries_task.submit(a, req, ctx.settings, ctx.run_id) for a in req.aois]
     wait(futures)
     rows = [r for f in futures for r in f.result()]
     ctx.report["rows"] = rows
@@ -190,15 +221,7 @@ def _finish(
 ) -> dict[str, Any]:
     """Record the run in the database and attach the report (also for failed runs: what got done)."""
     counts = {**counts, "timings_s": ctx.report["timings_s"]}
-    store.record_flow_run(
-        ctx.engine,
-        flow=flow_name,
-        flow_run_id=ctx.flow_run_id,
-        parameters=ctx.params,
-        started_at=ctx.started,
-        state=state,
-        counts=counts,
-    )
+    store.finish_model_run(ctx.engine, ctx.run_id, state=state, counts=counts, error=counts.get("error"))
     create_markdown_artifact(
         key=f"{flow_name}-report",
         markdown=_markdown(ctx, flow_name, counts),
@@ -217,6 +240,7 @@ def _markdown(ctx: _Context, flow_name: str, counts: dict[str, Any]) -> str:
         f"- Dates: {req.start} .. {req.end} (UTC)",
         f"- Constellations: {', '.join(c.name for c in req.constellations)}",
         f"- Model: `{req.model.key}`",
+        f"- Model run: `{ctx.run_id}` (table `model_run`; per work unit: `extraction_log`)",
         f"- Catalog: `{s.catalog}`",
         f"- Tiles ({len(req.tiles)}): {', '.join(t.id for t in req.tiles)}",
         "",
