@@ -62,17 +62,32 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     target = head() if revision == "head" else revision
     if current(engine) == target:
         return  # the common case: one cheap read, no lock
-    with _file_lock(engine), engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_KEY)))
-            if not conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).first():
-                raise InputError(
-                    "database_url",
-                    f"PostGIS is not installed in database {engine.url.database!r}: an administrator must "
-                    "run `CREATE EXTENSION postgis` in it once",
-                )
-        tables = set(sa.inspect(conn).get_table_names())
-        ctx = MigrationContext.configure(conn)
-        if ctx.get_current_revision() is None and "aoi" in tables:
-            command.stamp(_config(conn), "0001")  # made by 0.1, before migrations
-        command.upgrade(_config(conn), revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with _file_lock(engine), engine.connect() as conn:
+        if sqlite:
+            # Batch migrations recreate tables, which foreign keys would block; the pragma only works
+            # outside a transaction. Checked again below before the migration commits.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            _upgrade(conn, engine, revision)
+            if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                raise RuntimeError("migration left rows that break foreign keys; rolled back")
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+
+
+def _upgrade(conn: Connection, engine: Engine, revision: str) -> None:
+    if engine.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_KEY)))
+        if not conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).first():
+            raise InputError(
+                "database_url",
+                f"PostGIS is not installed in database {engine.url.database!r}: an administrator must "
+                "run `CREATE EXTENSION postgis` in it once",
+            )
+    tables = set(sa.inspect(conn).get_table_names())
+    if MigrationContext.configure(conn).get_current_revision() is None and "aoi" in tables:
+        command.stamp(_config(conn), "0001")  # made by 0.1, before migrations
+    command.upgrade(_config(conn), revision)

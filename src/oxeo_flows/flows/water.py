@@ -6,6 +6,7 @@ Parameters override settings (`catalog`, `storage`, `database_url`, `window`, `t
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    create_image_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -29,6 +31,7 @@ from oxeo_flows.flows import secrets
 from oxeo_flows.flows.runners import default_task_runner
 from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
 from oxeo_flows.planning import WorkUnit
+from oxeo_flows.plot import timeseries_png
 from oxeo_flows.settings import Settings, load_settings
 
 AoiParam = str | dict[str, Any] | list[str]
@@ -210,10 +213,35 @@ def _timeseries(ctx: _Context) -> dict[str, Any]:
         ],
         description="Water time series rows written by this run",
     )
+    _plot_artifacts(ctx)
     return {
         "rows_written": len(rows),
         "usable_rows": sum(1 for r in rows if r["usable"]),
     }
+
+
+MAX_PLOTS = 20  # image artifacts per run; more AOIs: use `oxeo-flows plot ID`
+
+
+def _plot_artifacts(ctx: _Context) -> None:
+    """One image artifact per AOI (the first MAX_PLOTS): its whole stored series for this model."""
+    req = ctx.request
+    for a in req.aois[:MAX_PLOTS]:
+        history = store.query_observations(
+            ctx.engine, [a.id], [c.name for c in req.constellations], model=req.model.key
+        )
+        png = timeseries_png(history, f"{a.name} ({a.id}), {req.model.key}")
+        create_image_artifact(
+            image_url="data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+            key=_artifact_key(f"water-area-{a.id}"),
+            description=f"Water area over time of AOI {a.id} ({len(history)} observations; hollow grey "
+            "markers: not usable)",
+        )
+
+
+def _artifact_key(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")[:100]
 
 
 def _finish(
