@@ -229,8 +229,8 @@ def test_migrating_a_0_1_database_keeps_its_rows(db_url: str) -> None:
         )
         conn.execute(
             sa.text(
-                "INSERT INTO flow_run (flow_run_id, flow, parameters, started_at, finished_at, state, counts) "
-                "VALUES ('prefect-1', 'water', '{\"model\": \"mndwi\"}', :t, :t, 'COMPLETED', '{}')"
+                "INSERT INTO flow_run (flow_run_id, flow, parameters, started_at, finished_at, state, "
+                "counts) VALUES ('prefect-1', 'water', '{\"model\": \"mndwi\"}', :t, :t, 'COMPLETED', '{}')"
             ),
             {"t": datetime(2024, 1, 2)},
         )

@@ -79,7 +79,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _insert(engine: Engine, table: sa.Table) -> Any:
+def dialect_insert(engine: Engine, table: sa.Table) -> Any:
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -128,7 +128,7 @@ def upsert_aois(engine: Engine, aois: Iterable[AOI], *, replace_labels: bool = F
     rows = [aoi_row(a, now) for a in aois]
     if not rows:
         return
-    stmt = _insert(engine, aoi_table)
+    stmt = dialect_insert(engine, aoi_table)
     keep = {"id", "created_at"} | (set() if replace_labels else {"labels"})
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"], set_={k: stmt.excluded[k] for k in rows[0] if k not in keep}
@@ -197,7 +197,7 @@ def upsert_observations(engine: Engine, observations: Sequence[Observation], mod
         row["model_run_id"] = model_run_id
         row["computed_at"] = now
         rows.append(row)
-    stmt = _insert(engine, observation_table)
+    stmt = dialect_insert(engine, observation_table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY),
         set_={k: stmt.excluded[k] for k in OBSERVATION_FIELDS if k not in _KEY},
