@@ -78,7 +78,7 @@ def _check_artifacts(flow_run_id: str, n_rows: int) -> None:
     with get_client(sync_client=True) as client:
         arts = [a for a in client.read_artifacts() if str(a.flow_run_id) == flow_run_id]
     by_type = {a.type: a for a in arts}
-    assert set(by_type) >= {"markdown", "table", "progress"}
+    assert set(by_type) >= {"markdown", "table", "progress", "image"}
     report = str(by_type["markdown"].data)
     assert by_type["markdown"].key == "water-report"
     for word in ("scenes_found", "slices_written", "rows_written", "sample-lake", "33_T_10000_49_498"):
@@ -87,6 +87,9 @@ def _check_artifacts(flow_run_id: str, n_rows: int) -> None:
     rows = json.loads(table) if isinstance(table, str) else table
     assert len(rows) == n_rows and {"aoi_id", "datetime", "water_area_m2"} <= set(rows[0])
     assert float(by_type["progress"].data) == 100.0
+    image = by_type["image"]
+    assert image.key == "water-area-sample-lake"
+    assert str(image.data).startswith("data:image/png;base64,iVBORw0KGgo")  # a PNG
 
 
 def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, tmp_path: Path) -> None:
@@ -97,10 +100,18 @@ def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, t
     assert SOURCE_READS.value > before
     engine = store.connect(f"sqlite:///{tmp_path / 'oxeo.db'}")
     with engine.connect() as conn:
-        (run_row,) = conn.execute(sa.select(store.flow_run_table)).mappings().all()
-    assert run_row["flow"] == "water" and run_row["state"] == "COMPLETED" and run_row["flow_run_id"]
+        (run_row,) = conn.execute(sa.select(store.model_run_table)).mappings().all()
+        obs_runs = set(conn.execute(sa.select(store.observation_table.c.model_run_id)).scalars())
+    assert run_row["flow"] == "water" and run_row["state"] == "COMPLETED" and run_row["prefect_flow_run_id"]
     assert run_row["counts"]["rows_written"] == summary["rows_written"]
-    _check_artifacts(run_row["flow_run_id"], summary["rows_written"])
+    assert run_row["constellations"] == ALL.split(",") and run_row["aoi_ids"] == ["sample-lake"]
+    assert run_row["duration_s"] > 0 and run_row["model"] == "mndwi-v1"
+    assert obs_runs == {run_row["id"]}  # every row references the run that wrote it
+    log = store.extraction_log(engine, run_row["id"])
+    assert len(log) == summary["work_units"]
+    assert sum(r["slices_written"] for r in log) == summary["slices_written"]
+    assert all(r["days_written"] == r["days_requested"] for r in log)  # a fresh archive: all written
+    _check_artifacts(run_row["prefect_flow_run_id"], summary["rows_written"])
     rows = _export(tmp_path)
     assert list(rows[0])[:5] == [
         "aoi_id",

@@ -136,12 +136,12 @@ def test_ui_run_of_the_water_deployment(stack: dict[str, Any], sample: Path, tmp
     rows = store.query_observations(engine)
     assert {r["constellation"] for r in rows} == {"sentinel-2", "landsat-8"}
     with engine.connect() as conn:
-        flow_runs = conn.execute(sa.select(store.flow_run_table)).mappings().all()
-    assert [r["flow_run_id"] for r in flow_runs] == [str(run.id)]
+        flow_runs = conn.execute(sa.select(store.model_run_table)).mappings().all()
+    assert [r["prefect_flow_run_id"] for r in flow_runs] == [str(run.id)]
 
     # artifacts: report, table of rows, finished progress
     kinds = {a.type: a for a in arts}
-    assert {"markdown", "table", "progress"} <= set(kinds)
+    assert {"markdown", "table", "progress", "image"} <= set(kinds)
     table = kinds["table"].data
     assert len(json.loads(table) if isinstance(table, str) else table) == len(rows)
     # the library's own loggers stream into the run's logs
