@@ -198,3 +198,14 @@ def test_area_error_pct() -> None:
     assert area_error_pct(103.0, 100.0) == pytest.approx(3.0)
     assert area_error_pct(90.0, 100.0) == pytest.approx(-10.0)
     assert math.isnan(area_error_pct(5.0, 0.0))
+
+
+def test_evaluate_cloud_dilation_raises_recall_and_lowers_valid_share(grounds: dict[str, S.Ground]) -> None:
+    from benchmarks.accuracy import evaluate_cloud
+
+    obs = S.observe(grounds["cirrus_haze"], "sentinel-2", 7)
+    plain, dilated = evaluate_cloud(obs, 0.0), evaluate_cloud(obs, 40.0)
+    assert (plain.dilation_m, dilated.dilation_m) == (0.0, 40.0)
+    assert dilated.counts.recall >= plain.counts.recall
+    assert dilated.valid_share <= plain.valid_share
+    assert plain.counts.n == dilated.counts.n == obs.water.size

@@ -84,7 +84,12 @@ class FakeFlow:
 
 @pytest.fixture(autouse=True)
 def flows(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeFlow]:
+    from oxeo_flows import cli
     from oxeo_flows.flows import FLOWS
+
+    # These tests use the default (online) catalog with fake flows: skip the catalog pre-flight search,
+    # which tests/test_bad_inputs.py covers.
+    monkeypatch.setattr(cli, "_preflight_catalog", lambda request, settings: None)
 
     fakes = {name: FakeFlow(fl) for name, fl in FLOWS.items()}
     for name, fake in fakes.items():
@@ -429,7 +434,7 @@ def db_url(tmp_path: Path) -> str:
             _obs("lake-a", datetime(2024, 3, 1, 10, 0), "sentinel-2", 1100),
             _obs("lake-a", datetime(2024, 3, 2, 9, 50), "landsat-8", 130),
         ],
-        "run-1",
+        None,
     )
     engine.dispose()
     return url

@@ -101,8 +101,14 @@ def test_unknown_model_parameter_is_an_input_error() -> None:
 
 
 def test_registry_keys() -> None:
-    assert sorted(MODELS) == ["mndwi", "ndwi", "pekel"]
+    assert sorted(MODELS) == ["mndwi", "mndwi-lu", "ndwi", "pekel", "pekel-sr", "pekel-sr-lu"]
     assert get_model("pekel").key == "pekel-v1"
+    assert get_model("pekel-sr").key == "pekel-sr-v1"
+    assert get_model("mndwi-lu").key == "mndwi-lu-v1"
+    assert get_model("mndwi-lu", threshold=-0.1).key == "mndwi-lu-v1-t-0.1"
+    assert get_model("pekel-sr-lu").key == "pekel-sr-lu-v1"
+    assert get_model("mndwi-lu").roles == ("green", "swir16", "nir")
+    assert get_model("pekel-sr-lu").roles == ("blue", "green", "red", "nir", "swir16", "swir22")
     assert get_model("mndwi").key == "mndwi-v1"
     assert get_model("ndwi").key == "ndwi-v1"
     assert get_model("mndwi", threshold=0.2).key == "mndwi-v1-t0.2"
@@ -116,7 +122,7 @@ def test_unknown_model() -> None:
         get_model("cnn")
     assert exc.value.parameter == "model"
     assert "'cnn'" in str(exc.value)
-    assert "mndwi, ndwi" in str(exc.value)
+    assert "mndwi, mndwi-lu, ndwi, pekel, pekel-sr, pekel-sr-lu" in str(exc.value)
 
 
 def test_band_for_roles() -> None:
@@ -125,6 +131,10 @@ def test_band_for_roles() -> None:
     assert band_for("nir", CONSTELLATIONS["landsat-5"]) == "nir08"
     assert band_for("green", L8) == "green"
     assert band_for("swir16", S2) == "swir16"
+    assert band_for("thermal", L8) == "lwir11"  # C2 ST_B10 (OLI/TIRS)
+    assert band_for("thermal", CONSTELLATIONS["landsat-9"]) == "lwir11"
+    assert band_for("thermal", CONSTELLATIONS["landsat-5"]) == "lwir"  # ST_B6 (TM/ETM+)
+    assert band_for("thermal", CONSTELLATIONS["landsat-7"]) == "lwir"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,3 +384,179 @@ def test_cloud_dilation_in_metres_is_resolution_independent() -> None:
     assert (m1[~disk] == 1).all()
     with pytest.raises(InputError):
         with_cloud_dilation(plain, -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# NIR bound, shoreline unmixing and the -lu models
+
+
+def test_index_model_nir_bound_edges() -> None:
+    from oxeo_flows.models.registry import IndexThresholdModel
+
+    m = IndexThresholdModel("mndwi", "1", ("green", "swir16"), 0.0, 0.15)
+    assert m.key == "mndwi-v1-n0.15" and m.roles == ("green", "swir16", "nir")
+    refl = {
+        "green": np.array([0.05, 0.05, 0.05, 0.80, 0.05]),
+        "swir16": np.array([0.01, 0.01, 0.01, 0.08, 0.05]),
+        "nir": np.array([0.1499, 0.15, 0.20, 0.70, 0.01]),  # strict '<'; snow-like; MNDWI exactly 0
+    }
+    assert m.classify(refl).tolist() == [True, False, False, False, False]
+    assert IndexThresholdModel("mndwi", "1", ("green", "swir16")).key == "mndwi-v1"  # unchanged key
+
+
+WV, LV = 0.0625, 0.3125  # water and land NIR end-members; the 50 % point is 0.1875
+
+
+def shore(column4: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """9 x 9 NIR frame: columns 0-3 water, 5-8 land, column 4 per row; initial water = columns 0-3."""
+    x = np.full((9, 9), LV)
+    x[:, :4] = WV
+    x[:, 4] = column4
+    water = np.zeros((9, 9), dtype=bool)
+    water[:, :4] = True
+    return x, water
+
+
+def test_unmix_shoreline_decides_the_boundary_by_the_50_percent_point() -> None:
+    from oxeo_flows.models.registry import unmix_shoreline
+
+    col = [0.125, 0.1874, 0.1876, 0.25, 0.0625, 0.30, 0.18, 0.19, 0.1875 - 1e-6]
+    x, water = shore(col)
+    out = unmix_shoreline(water, x)
+    expected = water.copy()
+    expected[:, 4] = [v < 0.1875 for v in col]
+    np.testing.assert_array_equal(out, expected)
+    # a boundary water pixel whose fraction is below 0.5 turns dry
+    water2 = water.copy()
+    water2[:, 4] = True
+    x2 = x.copy()
+    x2[:, 4] = 0.25
+    x2[:, 5] = LV
+    out2 = unmix_shoreline(water2, x2)
+    assert not out2[:, 4].any() and out2[:, :4].all()
+
+
+def test_unmix_shoreline_leaves_low_contrast_and_ignores_invalid_end_members() -> None:
+    from oxeo_flows.models.registry import unmix_shoreline
+
+    x, water = shore([0.07] * 9)
+    x[:, 5:] = 0.10  # land only 0.0375 brighter than water: below min_contrast, nothing changes
+    np.testing.assert_array_equal(unmix_shoreline(water, x), water)
+    x, water = shore([0.25] * 9)
+    x[:, 8] = 0.9  # a cloud column: with it the land end-member would be 0.508 and 0.25 water
+    valid = np.ones((9, 9), dtype=bool)
+    valid[:, 8] = False
+    assert not unmix_shoreline(water, x, valid)[:, 4].any()
+    assert unmix_shoreline(water, x)[:, 4].all()  # the same frame without the valid mask
+    # all water, no water: returned as they are
+    assert unmix_shoreline(np.ones((3, 3), bool), np.zeros((3, 3))).all()
+    assert not unmix_shoreline(np.zeros((3, 3), bool), np.zeros((3, 3))).any()
+
+
+def test_mndwi_lu_on_a_sentinel2_slice_with_nodata_saturation_and_cloud() -> None:
+    # 9 x 9: columns 0-3 water, column 4 a 60 % water / 40 % vegetation mixture (MNDWI < 0, NIR 0.149 is
+    # below the 0.1825 midpoint), columns 5-8 vegetation.
+    water = {"green": 0.055, "swir16": 0.006, "nir": 0.015}
+    veg = {"green": 0.07, "swir16": 0.20, "nir": 0.35}
+    mixed = {k: 0.6 * water[k] + 0.4 * veg[k] for k in water}
+    rows = []
+    for _ in range(9):
+        rows.append([s2_pixel(6, water)] * 4 + [s2_pixel(5, mixed)] + [s2_pixel(4, veg)] * 4)
+    rows[1][2] = s2_pixel(6, water, green=0)  # no data
+    rows[2][1] = s2_pixel(6, water, nir=65535)  # saturated NIR: fails the NIR bound -> dry
+    rows[3][6] = s2_pixel(9, veg)  # cloud
+    data = np.asarray(rows, dtype=np.uint16).transpose(2, 0, 1)
+    assert run_s2_2d(data, "mndwi")[:, 4].tolist() == [0] * 9  # textbook MNDWI erodes the shore
+    mask = run_s2_2d(data, "mndwi-lu")
+    expected = np.zeros((9, 9), dtype=np.uint8)
+    expected[:, :5] = 1
+    expected[1, 2] = 255
+    expected[2, 1] = 0
+    expected[3, 6] = 254
+    np.testing.assert_array_equal(mask, expected)
+
+
+def run_s2_2d(data: np.ndarray, model: str) -> np.ndarray:
+    return predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, get_model(model))
+
+
+def test_lu_models_are_vectorised_over_leading_axes() -> None:
+    x, water = shore([0.125, 0.25, 0.125, 0.25, 0.125, 0.25, 0.125, 0.25, 0.125])
+    refl = {"green": np.where(water, 0.05, 0.07), "swir16": np.where(water, 0.005, 0.2), "nir": x}
+    model = get_model("mndwi-lu")
+    single = model.classify(refl)
+    stacked = model.classify({k: np.stack([v, v[::-1]]) for k, v in refl.items()})
+    np.testing.assert_array_equal(stacked[0], single)
+    np.testing.assert_array_equal(stacked[1], single[::-1])
+    assert single[:, 4].tolist() == [True, False] * 4 + [True]
+
+
+# --------------------------------------------------------------------------------------------------
+# pekel-sr
+
+
+def test_rayleigh_terms_match_published_values() -> None:
+    from oxeo_flows.models.pekel import rayleigh_optical_depth, rayleigh_terms
+
+    # Rayleigh optical depth at 550 nm: 0.0973 (Hansen & Travis 1974); Bodhaine et al. 1999 give 0.0976.
+    assert rayleigh_optical_depth(0.55) == pytest.approx(0.0973, abs=2e-4)
+    path, trans = rayleigh_terms(0.49, 35.0)
+    assert path == pytest.approx(0.0597, abs=1e-4) and trans == pytest.approx(0.841, abs=1e-3)
+    assert rayleigh_terms(2.19, 35.0)[0] < 2e-4  # SWIR: no path term
+
+
+PEKEL_ROLES = ("blue", "green", "red", "nir", "swir16", "swir22")
+SR_SPECTRA = {  # surface reflectance in PEKEL_ROLES order
+    "clear water": (0.035, 0.04, 0.015, 0.006, 0.003, 0.002),
+    "dark water": (0.02, 0.015, 0.006, 0.003, 0.002, 0.001),
+    "turbid water": (0.07, 0.10, 0.10, 0.035, 0.006, 0.004),
+    "vegetation": (0.03, 0.07, 0.04, 0.35, 0.20, 0.10),
+    "soil": (0.09, 0.13, 0.18, 0.25, 0.33, 0.29),
+    "snow": (0.85, 0.84, 0.80, 0.70, 0.08, 0.05),
+    "shadowed vegetation": (0.006, 0.016, 0.007, 0.03, 0.008, 0.003),
+    "saturated": (6.4, 6.4, 6.4, 6.4, 6.4, 6.4),
+}
+
+
+def classify_spectra(model: str) -> dict[str, bool]:
+    m = get_model(model)
+    refl = {r: np.array([v[i] for v in SR_SPECTRA.values()]) for i, r in enumerate(PEKEL_ROLES)}
+    return dict(zip(SR_SPECTRA, m.classify(refl).tolist(), strict=True))
+
+
+def test_pekel_sr_keeps_dark_surface_reflectance_water() -> None:
+    water = {"clear water", "dark water", "turbid water"}
+    sr = classify_spectra("pekel-sr")
+    assert sr == {k: k in water for k in SR_SPECTRA}
+    toa_rules = classify_spectra("pekel")  # the unchanged rules reject clear and dark SR water
+    assert toa_rules == {k: k == "turbid water" for k in SR_SPECTRA}
+
+
+def test_pekel_sr_thermal_optional_role() -> None:
+    from dataclasses import replace
+
+    # a turbid-like pixel that only the thermal keep-region (264-310 K) decides, not the clouds region
+    refl = {
+        r: np.array([v]) for r, v in zip(PEKEL_ROLES, (0.088, 0.155, 0.10, 0.018, 0.015, 0.029), strict=True)
+    }
+    m = get_model("pekel-sr")
+    assert m.classify(refl).tolist() == [True]
+    assert m.classify({**refl, "thermal": np.array([290.0])}).tolist() == [True]
+    assert m.classify({**refl, "thermal": np.array([250.0])}).tolist() == [False]
+    assert m.classify({**refl, "thermal": np.array([310.0])}).tolist() == [False]  # strict
+    assert m.classify({**refl, "thermal": np.array([np.nan])}).tolist() == [True]  # missing: as absent
+    # through predict_slice: read only when the archive has the thermal band (C2 ST scaling, DN 0 = missing)
+    l8t = replace(L8, bands=(*L8.bands[:-1], "lwir11", "qa_pixel"))
+
+    def pixel(thermal_dn: int) -> list[int]:
+        values = [ls_dn(v) for v in (0.088, 0.155, 0.10, 0.018, 0.015, 0.029)]
+        return [*values, thermal_dn, QA_CLEAR_WATER]
+
+    st = [round((t - 149.0) / 0.00341802) for t in (290.0, 250.0)]
+    data = stack([pixel(st[0]), pixel(st[1]), pixel(0)])
+    mask = predict_slice(
+        data, l8t.bands, LS_SCALE[:-1] + [0.00341802, 1.0], LS_OFFSET[:-1] + [149.0, 0.0], l8t, m
+    )
+    assert mask.tolist() == [[1, 0, 1]]
+    plain = stack([[*pixel(0)[:6], QA_CLEAR_WATER]])  # an archive without the band: no thermal test
+    assert predict_slice(plain, L8.bands, LS_SCALE, LS_OFFSET, L8, m).tolist() == [[1]]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from benchmarks.accuracy import format_report, report_json, run
+from benchmarks.accuracy import format_report, n_observations, report_json, run
 from benchmarks.accuracy.scenes import GROUPS
 
 DEFAULT_JSON = Path(__file__).resolve().parent.parent / "results" / "accuracy.json"
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     report = run(args.seed, args.scenes, groups, progress)
     elapsed = time.perf_counter() - t0
-    n_obs = len(report.cloud_results)
+    n_obs = n_observations(report)
     print(
         f"# Accuracy report: seed {args.seed}, {args.scenes} scenes x {len(groups)} groups x "
         f"{len(report.constellations)} constellations = {n_obs} observations, {elapsed:.1f} s\n"

@@ -37,6 +37,7 @@ __all__ = [
     "AOIInput",
     "AOILookup",
     "geometry_hash",
+    "min_tile_count",
     "parse_aoi",
     "validate_aoi_id",
 ]
@@ -61,6 +62,7 @@ _WGS84_CRS_RE = re.compile(
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 AOILookup: TypeAlias = Callable[[list[str]], "list[AOI]"]
+SET_PREFIX = "set:"  # `set:NAME` in the AOI ids names a set of AOIs in the database (all its members)
 AOIInput: TypeAlias = Mapping[str, Any] | str | os.PathLike[str] | int | Sequence[str | int]
 
 
@@ -140,6 +142,39 @@ class AOI:
     def geometry_hash(self) -> str:
         """:func:`geometry_hash` of the geometry."""
         return geometry_hash(self.geometry)
+
+
+#: Upper bound of the UTM scale factor inside a zone (about 1.001), with margin: a tile of side s metres
+#: covers at most (s * _UTM_SCALE_MARGIN)^2 m^2 of ground.
+_UTM_SCALE_MARGIN = 1.01
+
+
+def min_tile_count(aois: Sequence[AOI], size_m: int) -> int:
+    """A cheap lower bound on the number of ``size_m`` UTM tiles the AOIs need.
+
+    The larger of: the biggest AOI's geodesic area over the most ground one tile can cover, and, for
+    each polygon (connected), the geodesic distance between its extreme vertices over a tile's
+    diagonal. Lets huge requests (a continent) be refused before the tiles are enumerated.
+    """
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    side = size_m * _UTM_SCALE_MARGIN
+    bound = 0.0
+    for a in aois:
+        # Densified: the tiles follow straight lon/lat edges, geodesic area would follow great circles.
+        area, _ = geod.geometry_area_perimeter(shapely.segmentize(a.geometry, 0.05))
+        bound = max(bound, abs(area) / side**2)
+        for poly in a.geometry.geoms:
+            xy = list(poly.exterior.coords)
+            pairs = (
+                (min(xy, key=lambda c: c[0]), max(xy, key=lambda c: c[0])),
+                (min(xy, key=lambda c: c[1]), max(xy, key=lambda c: c[1])),
+            )
+            for p, q in pairs:
+                _, _, dist = geod.inv(p[0], p[1], q[0], q[1])
+                bound = max(bound, dist / (side * math.sqrt(2)))
+    return math.floor(bound)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,20 +398,32 @@ def _file_exists(value: str) -> bool:
 def _lookup(ids: list[str], lookup: AOILookup | None) -> list[AOI]:
     if not ids:
         raise InputError("aoi", "empty AOI input: expected GeoJSON, a file path or AOI ids")
+    sets = [i for i in ids if i.startswith(SET_PREFIX)]
+    ids = [i for i in ids if not i.startswith(SET_PREFIX)]
     for i in ids:
         validate_aoi_id(i)
-    _check_unique(ids)
+    for s in sets:
+        validate_aoi_id(s.removeprefix(SET_PREFIX))
+    _check_unique(ids + sets)
     if lookup is None:
         raise InputError(
             "aoi",
-            f"AOI ids need a database to look them up (got ids {', '.join(ids)}); "
+            f"AOI ids need a database to look them up (got {', '.join(sets + ids)}); "
             "pass GeoJSON or a file instead",
         )
-    found = {a.id: a for a in lookup(list(ids))}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise InputError("aoi", f"unknown AOI id(s): {', '.join(missing)}")
-    return [found[i] for i in ids]
+    out: dict[str, AOI] = {}
+    for s in sets:  # a named set: the lookup returns its members
+        members = lookup([s])
+        if not members:
+            raise InputError("aoi", f"unknown or empty AOI set {s.removeprefix(SET_PREFIX)!r}")
+        out.update((a.id, a) for a in members)
+    if ids:
+        found = {a.id: a for a in lookup(list(ids))}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InputError("aoi", f"unknown AOI id(s): {', '.join(missing)}")
+        out.update((i, found[i]) for i in ids if i not in out)
+    return list(out.values())
 
 
 def parse_aoi(value: AOIInput, *, lookup: AOILookup | None = None, repair: bool = False) -> list[AOI]:
@@ -385,7 +432,8 @@ def parse_aoi(value: AOIInput, *, lookup: AOILookup | None = None, repair: bool 
     ``value`` is one of: a GeoJSON dict (FeatureCollection, Feature, bare Polygon/MultiPolygon);
     GeoJSON text (starts with "{"); a path (str or ``pathlib.Path``) or fsspec URL of a GeoJSON
     file; comma-separated AOI ids, a list/tuple of str/int ids, or an int id (resolved with
-    ``lookup``, which receives the validated ids and returns the matching AOIs).
+    ``lookup``, which receives the validated ids and returns the matching AOIs). An id
+    ``set:NAME`` stands for every member of the named AOI set (``lookup(["set:NAME"])`` returns them).
 
     AOI id: Feature ``id``, else ``properties["id"]``, else ``"aoi-" + geometry_hash[:16]``.
     Geometries must be Polygon/MultiPolygon in WGS84 lon/lat degrees with lon in [-180, 180],

@@ -129,7 +129,7 @@ def search_items(
             )
             items = list(search.items())
         except Exception as exc:  # network, HTTP, conformance errors
-            raise SourceError(f"catalog {catalog}: search failed: {exc}") from exc
+            raise SourceError(f"cannot search STAC API {catalog}: {_one_line(exc)}") from exc
         return sorted(items, key=lambda i: (i.datetime or t0, i.id))
     return _search_static(catalog, geometry, t0, t1, cols, max_items)
 
@@ -142,8 +142,12 @@ def _search_static(
     collections: list[str],
     max_items: int | None,
 ) -> list[pystac.Item]:
-    fs, _ = fsspec.core.url_to_fs(path)
-    if not fs.exists(path):
+    try:
+        fs, _ = fsspec.core.url_to_fs(path)
+        found = fs.exists(path)
+    except Exception as exc:  # unknown protocol, missing driver, unreachable host
+        raise InputError("catalog", f"cannot open static catalog {path}: {_one_line(exc)}") from exc
+    if not found:
         raise InputError(
             "catalog",
             f"static catalog not found: {path} (expected catalog.json or collection.json)",
@@ -151,11 +155,31 @@ def _search_static(
     try:
         root = pystac.read_file(path, stac_io=_FsspecStacIO())
     except Exception as exc:
-        raise InputError("catalog", f"cannot read STAC catalog {path}: {exc}") from exc
+        raise InputError("catalog", f"cannot read STAC catalog {path}: {_one_line(exc)}") from exc
     if not isinstance(root, pystac.Catalog):
         raise InputError(
             "catalog", f"expected a STAC Catalog or Collection at {path}, got {type(root).__name__}"
         )
+    try:
+        return _filter_static(root, geometry, t0, t1, collections, max_items)
+    except InputError:
+        raise
+    except Exception as exc:  # a broken child link, an item that is not JSON or not STAC
+        raise InputError("catalog", f"cannot read STAC catalog {path}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _filter_static(
+    root: pystac.Catalog,
+    geometry: BaseGeometry,
+    t0: datetime,
+    t1: datetime,
+    collections: list[str],
+    max_items: int | None,
+) -> list[pystac.Item]:
     out: list[pystac.Item] = []
     for item in root.get_items(recursive=True):
         parent = item.get_parent()
@@ -284,6 +308,29 @@ def scene_from_item(item: pystac.Item, const: Constellation) -> Scene:
 
 def _has_scheme(href: str) -> bool:
     return "://" in href
+
+
+def probe_scene(scene: Scene) -> None:
+    """Open the header of each of `scene`'s assets (in threads); `InputError('catalog')` for one that
+    cannot be opened as a raster (missing, not a GeoTIFF/COG, unreachable). Reads no pixels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rasterio
+
+    def probe(asset: AssetRef) -> None:
+        try:
+            with rasterio.open(asset.href) as src:
+                if src.count < 1:
+                    raise rasterio.errors.RasterioIOError("no raster bands")
+        except rasterio.errors.RasterioError as exc:
+            raise InputError(
+                "catalog",
+                f"item {scene.id} asset for band {asset.band!r}: expected a readable GeoTIFF/COG at "
+                f"{asset.href}, got: {_one_line(exc)}",
+            ) from None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(scene.assets)))) as pool:
+        list(pool.map(probe, scene.assets.values()))
 
 
 def scenes_for(items: Iterable[pystac.Item], const: Constellation) -> list[Scene]:

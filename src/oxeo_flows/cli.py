@@ -3,7 +3,10 @@
     oxeo-flows flows                                  list flows and their parameters
     oxeo-flows run FLOW --param key=value ...         run a flow (values parsed as JSON when they parse)
     oxeo-flows sample-data DIR                        write the offline sample catalog and AOI
-    oxeo-flows export timeseries [--aoi ID] [--format csv|json]
+    oxeo-flows aoi add|list|show|remove|set ...                the AOI registry (see cli_results.py)
+    oxeo-flows db upgrade|current / oxeo-flows runs            schema migrations, model runs
+    oxeo-flows export timeseries [--aoi ID|set:NAME] [--format csv|json|parquet|geojson] [-o FILE]
+    oxeo-flows plot ID [-o FILE.png]                           water area over time
     oxeo-flows up [--port N] [--detach] / oxeo-flows down      local Prefect server + worker + deployments
     oxeo-flows secrets set NAME [--from-env VAR]               store a Prefect Secret block
     oxeo-flows alert-on-failure --block NAME                   Prefect automation: notify on failed runs
@@ -15,34 +18,16 @@ Bad input exits with status 2 and one line `error: <parameter>: <what was expect
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
+from oxeo_flows import cli_results
 from oxeo_flows.errors import InputError, OxeoError
-
-EXPORT_COLUMNS = [
-    "aoi_id",
-    "datetime",
-    "constellation",
-    "water_area_m2",
-    "valid_fraction",
-    "cloud_fraction",
-    "usable",
-    "water_px",
-    "valid_px",
-    "cloud_px",
-    "nodata_px",
-    "total_px",
-    "pixel_size_m",
-    "solar_day",
-    "model",
-]
+from oxeo_flows.exports import EXPORT_COLUMNS  # noqa: F401  (re-exported for callers)
 
 
 def _offline_prefect_defaults() -> None:
@@ -85,10 +70,144 @@ def cmd_flows(_: argparse.Namespace) -> int:
     return 0
 
 
+def _usage_error(prog: str, message: str) -> InputError:
+    """An argparse complaint as a one-line `InputError` naming the argument (no usage block)."""
+    import re
+
+    hint = f"(see `{prog} --help`)"
+    if m := re.fullmatch(r"argument (\S+?): (.*)", message, re.S):
+        return InputError(m[1], f"{m[2]} {hint}")
+    if m := re.fullmatch(r"the following arguments are required: (.*)", message, re.S):
+        return InputError(m[1], f"required, not given {hint}")
+    if m := re.fullmatch(r"unrecognized arguments: (.*)", message, re.S):
+        return InputError(m[1], f"unrecognized argument(s) {hint}")
+    return InputError(prog, f"{message} {hint}")
+
+
+def _raise_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make `parser` and its subcommand parsers raise `InputError` instead of printing usage and exiting 2."""
+
+    def error(message: str) -> NoReturn:
+        raise _usage_error(parser.prog, message)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        choices = action.choices if isinstance(action.choices, dict) else {}
+        for sub in choices.values():
+            if isinstance(sub, argparse.ArgumentParser) and sub is not parser:
+                _raise_usage_errors(sub)
+
+
+def _check_catalog_token(value: Any) -> None:
+    from oxeo_flows.flows.secrets import PREFIX
+
+    if value is not None and not (isinstance(value, str) and value.startswith(PREFIX)):
+        raise InputError(
+            "catalog_token",
+            f"expected a reference '{PREFIX}<block name>' (parameters are shown in the UI; store the token "
+            "with `oxeo-flows secrets set NAME`), got a plain value (not shown)",
+        )
+
+
+def _nearest_existing(path: Any) -> Any:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _check_local_dir(parameter: str, path: Any, what: str) -> None:
+    """`path` is, or can be created as, a writable directory (for the archive root)."""
+    import os
+
+    if path.exists() and not path.is_dir():
+        raise InputError(parameter, f"expected a directory for {what}, got the file {path}")
+    base = _nearest_existing(path)
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(
+            parameter, f"expected a writable place for {what} {path}; {base} is not a writable directory"
+        )
+
+
+def _preflight_storage(storage: str) -> None:
+    """A local archive root must be usable; remote ones are not probed (credentials live on the workers)."""
+    from pathlib import Path
+
+    import fsspec
+
+    protocol, path = fsspec.core.split_protocol(storage)
+    if protocol in (None, "file", "local"):
+        _check_local_dir("storage", Path(path).expanduser(), "the archive root")
+
+
+def _preflight_database(database_url: str) -> None:
+    """The (resolved) database URL names a supported backend whose driver is installed and, for a
+    server, answers; a SQLite file's folder must be writable. Creates nothing."""
+    import os
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from oxeo_flows.settings import DATABASE_BACKENDS
+
+    try:
+        url = sa.engine.make_url(database_url)
+    except sa.exc.ArgumentError:
+        raise InputError("database_url", "expected a SQLAlchemy URL (value not shown)") from None
+    backend = url.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        raise InputError("database_url", f"expected a {' or '.join(DATABASE_BACKENDS)} URL, got {backend!r}")
+    shown = url.render_as_string(hide_password=True)
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            return
+        db = Path(url.database).expanduser()
+        if db.exists():
+            if not db.is_file() or not os.access(db, os.R_OK | os.W_OK):
+                raise InputError("database_url", f"expected a readable, writable SQLite file, got {db}")
+            return
+        _check_local_dir("database_url", db.parent, "the SQLite database")
+        return
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 10})
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise InputError("database_url", f"no driver for {shown}: {exc}") from None
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise InputError("database_url", f"expected a reachable database, got {shown}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def _preflight_catalog(request: Any, settings: Any) -> None:
+    """Search the catalog for every constellation and open the first scene's assets' headers, as the
+    flow would, so an unreachable catalog, unusable items or a non-raster asset fail before anything
+    is written. Later scenes' pixels are only read (and checked) during extraction."""
+    import logging
+
+    from oxeo_flows import catalog, pipeline
+    from oxeo_flows.errors import SourceError
+
+    logging.disable(logging.ERROR)  # search logs, HTTP retry warnings: here only the verdict may print
+    try:
+        for const in request.constellations:
+            try:
+                scenes = pipeline.search_scenes(request, const, settings)
+            except SourceError as exc:
+                raise InputError("catalog", str(exc)) from None
+            if scenes:
+                catalog.probe_scene(scenes[0])
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """Validate every input (parameters, settings, AOIs, database, storage, catalog), then run the flow."""
     from prefect.exceptions import ParameterTypeError
 
-    from oxeo_flows import pipeline, store
+    from oxeo_flows import graph, pipeline, store
     from oxeo_flows.flows import FLOWS, secrets
     from oxeo_flows.settings import load_settings
 
@@ -104,15 +223,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError("--param", f"missing required parameter(s): {', '.join(missing)}")
     # Validate everything up front so bad input fails fast and writes nothing.
+    _check_catalog_token(params.get("catalog_token"))
     settings = secrets.resolve_settings(
         load_settings(
             catalog=params.get("catalog"),
+            catalog_token=params.get("catalog_token"),
             storage=params.get("storage"),
             database_url=params.get("database_url"),
             window=params.get("window"),
             tile_size_m=params.get("tile_size_m"),
         )
     )
+    _preflight_database(settings.database_url)
     request = pipeline.build_request(
         params["aoi"],
         params["start_date"],
@@ -125,7 +247,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
     # number) as a Unix time and fail only after starting Prefect.
     params["start_date"], params["end_date"] = request.start, request.end
-    if args.runner or args.dask_address or args.dask_workers:
+    validate = getattr(fl, "validate_parameters", None)  # Prefect's own check, without starting a run
+    if validate is not None:
+        try:
+            validate(params)
+        except ParameterTypeError as exc:
+            raise InputError("--param", " ".join(str(exc).split())) from None
+    if args.runner or args.dask_address or args.dask_workers is not None:
         from oxeo_flows.flows.runners import make_task_runner
 
         runner_settings = load_settings(
@@ -134,6 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             dask_workers=args.dask_workers,
         )
         fl = fl.with_options(task_runner=make_task_runner(runner_settings))
+    _preflight_storage(settings.storage)
+    if "extract" in graph.STEPS.get(args.flow, ("extract",)):
+        _preflight_catalog(request, settings)
     try:
         result = fl(**params)
     except ParameterTypeError as exc:
@@ -147,47 +278,6 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
     sample = write_sample_data(args.dir, seed=args.seed)
     print(f"catalog: {sample.catalog}\naoi: {sample.aoi}\ntruth: {sample.truth}")
-    return 0
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, datetime):  # stored as naive UTC
-        return v.isoformat(timespec="microseconds" if v.microsecond else "seconds") + "Z"
-    if isinstance(v, date):
-        return v.isoformat()
-    return str(v)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from oxeo_flows import store
-    from oxeo_flows.settings import load_settings
-
-    settings = load_settings(database_url=args.database_url)
-    engine = store.connect(settings.database_url)
-    rows = store.query_observations(engine, args.aoi, args.constellation)
-    if args.harmonised:
-        rows = store.harmonise(rows)
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    try:
-        if args.format == "json":
-            data = [
-                {"datetime": r["acquired_at"], **{k: r[k] for k in EXPORT_COLUMNS if k in r}} for r in rows
-            ]
-            json.dump(data, out, default=_json_default, indent=2)
-            out.write("\n")
-        else:
-            w = csv.writer(out)
-            w.writerow(EXPORT_COLUMNS)
-            for r in rows:
-                rec = {
-                    **r,
-                    "datetime": _json_default(r["acquired_at"]),
-                    "solar_day": r["solar_day"].isoformat(),
-                }
-                w.writerow([rec[c] for c in EXPORT_COLUMNS])
-    finally:
-        if out is not sys.stdout:
-            out.close()
     return 0
 
 
@@ -340,19 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample_data)
-    e = sub.add_parser("export", help="export results")
-    e.add_argument("what", choices=["timeseries"])
-    e.add_argument("--aoi", action="append", help="AOI id (repeatable)")
-    e.add_argument("--constellation")
-    e.add_argument("--format", choices=["csv", "json"], default="csv")
-    e.add_argument(
-        "--harmonised",
-        action="store_true",
-        help="one row per AOI and day: the best observation of any sensor",
-    )
-    e.add_argument("--output", "-o", help="file to write (default: standard output)")
-    e.add_argument("--database-url")
-    e.set_defaults(func=cmd_export)
+    cli_results.add_parsers(sub)
     u = sub.add_parser("up", help="start a local Prefect server, work pool, deployments and worker")
     u.add_argument("--port", type=int, default=4200)
     u.add_argument("--pool", default="oxeo-process")
@@ -381,16 +459,21 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--output", "-o", help="file (.mmd, .dot; .png/.svg with --format dot renders via `dot`)")
     gr.add_argument("--param", "-p", action="append", metavar="KEY=VALUE", help="draw a concrete request")
     gr.set_defaults(func=cmd_graph)
+    __import__("oxeo_flows.api.cli", fromlist=["add_serve_parser"]).add_serve_parser(sub)  # results API
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; bad input prints one line `error: <parameter>: <message>` and returns 2."""
     _offline_prefect_defaults()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _raise_usage_errors(parser)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args))
     except OxeoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))  # one line, no NUL
+        print(f"error: {text}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `oxeo-flows export timeseries | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

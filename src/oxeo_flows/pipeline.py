@@ -10,22 +10,22 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from oxeo_flows import store
-from oxeo_flows.aoi import AOI, parse_aoi
+from oxeo_flows.aoi import AOI, min_tile_count, parse_aoi
 from oxeo_flows.archive import Archive
 from oxeo_flows.catalog import Scene, scenes_for, search_items
 from oxeo_flows.constellations import Constellation, get_constellation, parse_constellations
 from oxeo_flows.errors import InputError
-from oxeo_flows.extract import load_day
+from oxeo_flows.extract import ReadPolicy, load_day
 from oxeo_flows.models import WaterModel, get_model, predict_slice
 from oxeo_flows.models.registry import with_cloud_dilation
 from oxeo_flows.planning import Plan, WorkUnit, plan_extraction
-from oxeo_flows.settings import Settings
+from oxeo_flows.settings import Settings, load_settings
 from oxeo_flows.tiling import Tile, tiles_for_geometry
 from oxeo_flows.timeseries import Observation, aoi_observations
 
@@ -52,16 +52,22 @@ class ExtractSummary:
     slices_written: int = 0
     slices_skipped: int = 0
     scenes_read: int = 0
+    days_written: list[date] = field(default_factory=list)  # solar days this call committed
     errors: list[str] = field(default_factory=list)
 
 
 def _as_date(value: Any, name: str) -> date:
+    """A `date` from a date, a datetime (its date), an ISO string or an ISO basic int (20240101)."""
+    if isinstance(value, datetime):
+        return value.date()
     if isinstance(value, date):
         return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(name, f"expected an ISO date YYYY-MM-DD, got {value!r}") from None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return date.fromisoformat(str(value).strip())
+        except ValueError:
+            pass
+    raise InputError(name, f"expected an ISO date YYYY-MM-DD, got {value!r}")
 
 
 def build_request(
@@ -81,19 +87,31 @@ def build_request(
         raise InputError("end_date", f"expected a date on or after start_date {start}, got {end}")
     if (end - start).days > MAX_YEARS * 366:
         raise InputError("end_date", f"expected a range of at most {MAX_YEARS} years, got {start}..{end}")
+    if not (
+        isinstance(constellations, str)
+        or (isinstance(constellations, list | tuple) and all(isinstance(c, str) for c in constellations))
+    ):
+        raise InputError(
+            "constellations",
+            f"expected a name, a comma-separated string or a list of names, got {constellations!r}",
+        )
     consts = tuple(parse_constellations(constellations))
+    if not isinstance(model, str):
+        raise InputError("model", f"expected a model name (a string), got {model!r}")
     water_model = with_cloud_dilation(get_model(model), settings.cloud_dilation_m)
     aois = tuple(parse_aoi(aoi, lookup=lookup, repair=repair))
+    size, most = settings.tile_size_m, settings.max_tiles_per_run
+    too_many = f"at most {most} per run are allowed (setting max_tiles_per_run, env OXEO_MAX_TILES_PER_RUN)"
+    at_least = min_tile_count(aois, size)  # cheap: refuse a continent before enumerating its tiles
+    if at_least > most:
+        raise InputError("aoi", f"the AOIs need at least {at_least} tiles of {size} m; {too_many}")
     tiles: dict[str, Tile] = {}
     for a in aois:
-        for t in tiles_for_geometry(a.geometry, settings.tile_size_m):
-            tiles[t.id] = t
-    if len(tiles) > settings.max_tiles_per_run:
-        raise InputError(
-            "aoi",
-            f"the AOIs need {len(tiles)} tiles of {settings.tile_size_m} m; at most "
-            f"{settings.max_tiles_per_run} per run are allowed (setting max_tiles_per_run)",
-        )
+        for part in a.geometry.geoms:  # per polygon: far-apart parts never enumerate the space between
+            for t in tiles_for_geometry(part, size):
+                tiles[t.id] = t
+    if len(tiles) > most:
+        raise InputError("aoi", f"the AOIs need {len(tiles)} tiles of {size} m; {too_many}")
     return Request(aois, start, end, consts, water_model, tuple(tiles[k] for k in sorted(tiles)))
 
 
@@ -116,35 +134,46 @@ def plan(request: Request, const: Constellation, scenes: Sequence[Scene], settin
     return plan_extraction(request.tiles, scenes, const, settings.storage, settings.window)
 
 
-def extract_unit(unit: WorkUnit, storage: str, resampling: str = "nearest") -> ExtractSummary:
-    """Load and write every missing solar day of one work unit; already-committed days are skipped."""
+def extract_unit(
+    unit: WorkUnit, storage: str, resampling: str = "nearest", policy: ReadPolicy | None = None
+) -> ExtractSummary:
+    """Load and write every missing solar day of one work unit; already-committed days are skipped.
+
+    Source reads follow `policy` (default: from `load_settings()`, i.e. the `OXEO_SOURCE_*` settings).
+    When a day cannot be read, the days before it stay committed and the `SourceError` (naming scene,
+    band, href and tile) propagates; a rerun resumes at that day.
+    """
+    policy = policy or ReadPolicy.from_settings(load_settings())
     const = get_constellation(unit.constellation)
     archive = Archive(storage, Tile.from_id(unit.tile_id), const)
     summary = ExtractSummary(unit.name, days_planned=len(unit.days))
     done = archive.committed()
     log.info("%s: %d solar days to extract into %s", unit.name, len(unit.days), archive.path)
 
-    def record(slot: int | None) -> None:
+    def record(slot: int | None, day: date) -> None:
         if slot is None:
             summary.slices_skipped += 1
         else:
             summary.slices_written += 1
+            summary.days_written.append(day)
 
     # Decode day i+1 while day i is written: one writer thread keeps slices in order and at most two
     # slices in memory.
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future[int | None] | None = None
+        pending: tuple[Future[int | None], date] | None = None
         for day in unit.days:
             if day.solar_day in done:
                 summary.slices_skipped += 1
                 continue
-            loaded = load_day(day.scenes, const, archive.geobox, resampling)
+            loaded = load_day(
+                day.scenes, const, archive.geobox, resampling, policy=policy, tile_id=unit.tile_id
+            )
             summary.scenes_read += len(day.scenes)
             if pending is not None:
-                record(pending.result())
-            pending = writer.submit(archive.write_slice, loaded.data, loaded.meta)
+                record(pending[0].result(), pending[1])
+            pending = (writer.submit(archive.write_slice, loaded.data, loaded.meta), day.solar_day)
         if pending is not None:
-            record(pending.result())
+            record(pending[0].result(), pending[1])
     return summary
 
 
@@ -164,9 +193,10 @@ def predict_archive(tile_id: str, constellation: str, model: WaterModel, storage
 
 
 def aoi_timeseries(
-    aoi: AOI, request: Request, settings: Settings, engine: Engine, flow_run_id: str | None
+    aoi: AOI, request: Request, settings: Settings, engine: Engine, model_run_id: str | None
 ) -> list[Observation]:
-    """Measure one AOI for every requested constellation and upsert the rows in one transaction."""
+    """Measure one AOI for every requested constellation; upsert the rows in one transaction, each
+    referencing `model_run_id`."""
     rows: list[Observation] = []
     for const in request.constellations:
         rows.extend(
@@ -183,5 +213,5 @@ def aoi_timeseries(
                 max_invalid_fraction=settings.max_invalid_fraction,
             )
         )
-    store.upsert_observations(engine, rows, flow_run_id)
+    store.upsert_observations(engine, rows, model_run_id)
     return rows

@@ -15,6 +15,7 @@ shapely MultiPolygon in lon/lat degrees. All times are naive UTC.
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from typing import Any
 
 import shapely
@@ -55,6 +56,40 @@ class AoiGeometry(TypeDecorator[MultiPolygon]):
             geom = shapely.from_wkb(data if isinstance(data, str | bytes) else bytes(data))
             return shapely.set_srid(geom, 0)
         return shape(json.loads(value))
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _parse_date(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A naive-UTC DATETIME. On SQLite, values are stored as SQLAlchemy always stores them
+    ("YYYY-MM-DD HH:MM:SS.ffffff") but read with `datetime.fromisoformat` (C) instead of SQLAlchemy's
+    regex: reading 10,000 time-series rows is several times faster. Plain TIMESTAMP on PostgreSQL."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name == "sqlite":
+            return _parse_datetime
+        return super().result_processor(dialect, coltype)
+
+
+class PlainDate(TypeDecorator[date]):
+    """A DATE; on SQLite read with `date.fromisoformat` (see `UTCDateTime`)."""
+
+    impl = sa.Date
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name == "sqlite":
+            return _parse_date
+        return super().result_processor(dialect, coltype)
 
 
 metadata = sa.MetaData(
@@ -153,8 +188,8 @@ observation_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("aoi_id", sa.String(128), sa.ForeignKey("aoi.id"), nullable=False),
-    sa.Column("acquired_at", sa.DateTime, nullable=False),
-    sa.Column("solar_day", sa.Date, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("solar_day", PlainDate, nullable=False),
     sa.Column("constellation", sa.String(32), nullable=False),
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("water_area_m2", sa.Float, nullable=False),
@@ -169,7 +204,7 @@ observation_table = sa.Table(
     sa.Column("pixel_size_m", sa.Float, nullable=False),
     sa.Column("tiles", sa.JSON, nullable=False),
     sa.Column("model_run_id", sa.String(36), sa.ForeignKey("model_run.id"), index=True),
-    sa.Column("computed_at", sa.DateTime, nullable=False),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("aoi_id", "acquired_at", "constellation", "model", name="uq_observation"),
 )
 

@@ -9,9 +9,12 @@ in the environment or Prefect Secret blocks, never in the TOML file committed to
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import fsspec
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -24,6 +27,10 @@ from oxeo_flows.errors import InputError
 
 EARTH_SEARCH_V1 = "https://earth-search.aws.element84.com/v1"
 SECRET_FIELDS = ("database_url", "catalog_token")
+#: Tiles are whole multiples of the finest archive pixel (Sentinel-2, 10 m), at most 100 km a side.
+TILE_PIXEL_M = 10
+MAX_TILE_SIZE_M = 100_000
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
@@ -50,6 +57,13 @@ class Settings(BaseSettings):
     max_invalid_fraction: float = Field(0.10, ge=0, le=1)
     cloud_dilation_m: float = Field(0.0, ge=0, description="dilate cloud/shadow masks by this many metres")
     source_retries: int = Field(3, ge=0)
+    source_http_retries: int = Field(
+        3, ge=0, description="GDAL retries of one HTTP request to a source on 429/5xx/timeout"
+    )
+    source_retry_delay_s: float = Field(
+        0.5, ge=0, description="first delay between source retries in seconds (doubles per retry)"
+    )
+    source_timeout_s: float = Field(30.0, gt=0, description="timeout of one HTTP request to a source")
     task_runner: str = Field(
         "threads", description="threads, or dask (local cluster / address / cluster class)"
     )
@@ -61,12 +75,59 @@ class Settings(BaseSettings):
     )
     dask_cluster_kwargs: dict[str, Any] = Field(default_factory=dict)
     dask_adapt_kwargs: dict[str, Any] = Field(default_factory=dict)
+    # --- results API (`oxeo-flows serve`, oxeo_flows.api) ---
+    api_host: str = Field("127.0.0.1", description="address the results API binds to")
+    api_port: int = Field(8000, ge=1, le=65535, description="TCP port of the results API")
+    api_token_hashes: list[str] | str = Field(
+        default_factory=list,
+        description="accepted API tokens as 'sha256:<hex>' lines (`oxeo-flows serve --hash-token`), or "
+        "'secret:NAME' (a Prefect Secret block holding such lines); env: comma-separated or a JSON list",
+    )
+
+    @field_validator("api_token_hashes", mode="before")
+    @classmethod
+    def _api_token_hashes(cls, v: Any) -> Any:
+        # Format checks live in oxeo_flows.api.auth, whose errors never echo a value (it may be a token).
+        if isinstance(v, str):
+            return [x for x in re.split(r"[\s,]+", v) if x]
+        return v
 
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
         if v not in ("month", "quarter", "year"):
             raise ValueError("expected month, quarter or year")
+        return v
+
+    @field_validator("tile_size_m")
+    @classmethod
+    def _tile_size(cls, v: int) -> int:
+        if v % TILE_PIXEL_M or v > MAX_TILE_SIZE_M:
+            raise ValueError(
+                f"expected a multiple of {TILE_PIXEL_M} m (the Sentinel-2 pixel) up to {MAX_TILE_SIZE_M}"
+            )
+        return v
+
+    @field_validator("storage", "catalog")
+    @classmethod
+    def _fsspec_url(cls, v: str) -> str:
+        return _check_fsspec_url(v)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if v.startswith("secret:"):
+            return v  # resolved later from a Prefect Secret block, then checked again
+        import sqlalchemy as sa
+
+        try:
+            backend = sa.engine.make_url(v).get_backend_name()
+        except (sa.exc.ArgumentError, ValueError):
+            raise ValueError(
+                "expected a SQLAlchemy URL like sqlite:///path/oxeo.db or postgresql://..."
+            ) from None
+        if backend not in DATABASE_BACKENDS:
+            raise ValueError(f"expected a {' or '.join(DATABASE_BACKENDS)} URL, got backend {backend!r}")
         return v
 
     @field_validator("task_runner")
@@ -93,6 +154,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config = os.environ.get("OXEO_CONFIG") or ("oxeo.toml" if Path("oxeo.toml").exists() else None)
+        if config and not Path(config).is_file():
+            raise InputError("OXEO_CONFIG", f"expected a TOML settings file, got {config!r} (not found)")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
@@ -115,6 +178,26 @@ def anchored(settings: Settings, base: Path) -> Settings:
     return settings.model_copy(update=update) if update else settings
 
 
+def _check_fsspec_url(v: str) -> str:
+    """`v` if it is a local path or a URL whose protocol(s) fsspec knows; else ValueError."""
+    if not v.strip() or "\x00" in v:
+        raise ValueError("expected a local path or an fsspec URL such as s3://bucket/prefix")
+    for part in v.split("::"):
+        protocol, _ = fsspec.core.split_protocol(part)
+        if protocol is not None and protocol not in fsspec.available_protocols():
+            raise ValueError(
+                f"unknown protocol {protocol!r}: expected a local path or an fsspec URL (s3://, gs://, ...)"
+            )
+    return v
+
+
+def _source(field: str, overrides: dict[str, Any]) -> str:
+    env = f"OXEO_{field.upper()}"
+    if field not in overrides and env in os.environ:
+        return f" from {env}"
+    return ""
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings with `overrides` (None values ignored); invalid values raise `InputError` naming the field."""
     clean = {k: v for k, v in overrides.items() if v is not None}
@@ -124,4 +207,8 @@ def load_settings(**overrides: Any) -> Settings:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         shown = "<hidden>" if field in SECRET_FIELDS else repr(err.get("input"))
-        raise InputError(field, f"{err['msg']} (got {shown})") from None
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        raise InputError(field, f"{msg} (got {shown}{_source(field, clean)})") from None
+    except tomllib.TOMLDecodeError as exc:
+        config = os.environ.get("OXEO_CONFIG") or "oxeo.toml"
+        raise InputError("OXEO_CONFIG", f"expected a valid TOML file, got {config!r}: {exc}") from None

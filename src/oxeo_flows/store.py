@@ -42,6 +42,8 @@ __all__ = [
 _GEOD = Geod(ellps="WGS84")
 
 OBSERVATION_FIELDS = [c.name for c in observation_table.columns if c.name != "id"]
+# What users read (exports, API, plots): no internal row id, tile list or computation time.
+TIMESERIES_FIELDS = [c for c in OBSERVATION_FIELDS if c not in ("tiles", "computed_at")]
 _KEY = ("aoi_id", "acquired_at", "constellation", "model")
 
 
@@ -250,13 +252,24 @@ def query_observations(
     usable_only: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    columns: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Observation rows ordered by (aoi_id, acquired_at, constellation, model); see `observations_query`."""
+    """Observation rows ordered by (aoi_id, acquired_at, constellation, model); see `observations_query`.
+
+    `columns`: the fields to return (default: all; `TIMESERIES_FIELDS` is what users read).
+    """
     q = observations_query(aoi_ids, constellation, model, start, end, usable_only)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(observation_table.c.keys()))
+        if unknown:
+            raise InputError("columns", f"unknown observation column(s) {', '.join(unknown)}")
+        q = q.with_only_columns(*(observation_table.c[c] for c in columns))
     if limit is not None:
         q = q.limit(limit).offset(offset)
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        result = conn.execute(q)
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def count_observations(engine: Engine, **filters: Any) -> int:

@@ -45,7 +45,8 @@ How each quirk of the original (rules README, "Quirks to decide on deliberately"
 9. confusion5a/5b/5c are evaluated only by `pekel_tests` (diagnostics); the classifier skips them.
    The cloud code -2 is available through the optional `cloud` argument; the pipeline masks clouds itself.
 10. The rules were tuned on Landsat TOA reflectance and brightness temperature; the pipeline feeds
-    Collection-2 Level-2 surface reflectance (and no thermal), which is an approximation.
+    Collection-2 Level-2 surface reflectance (and no thermal), which is an approximation. `PekelSRModel`
+    (`pekel-sr`, end of this module) adds a standard Rayleigh path term back before the same rules.
 """
 
 from __future__ import annotations
@@ -568,4 +569,101 @@ class PekelModel:
         codes = pekel_classify(
             band("blue"), band("green"), band("red"), band("nir"), band("swir16"), band("swir22")
         )
+        return np.asarray(codes == CODE_WATER)
+
+
+# --------------------------------------------------------------------------------------------------
+# surface-reflectance adaptation (`pekel-sr`)
+
+# Band centres (um) of the roles, Sentinel-2 MSI (Landsat OLI/TM differ by <= 0.025 um, which changes the
+# Rayleigh terms below by < 10 %).
+BAND_CENTRE_UM: dict[str, float] = {
+    "blue": 0.490,
+    "green": 0.560,
+    "red": 0.665,
+    "nir": 0.842,
+    "swir16": 1.610,
+    "swir22": 2.190,
+}
+REFERENCE_SUN_ZENITH_DEG = 35.0  # a mid-latitude morning overpass; sensitivity in the accuracy README
+# A temperature inside confusion6's 264-310 K window: where a thermal pixel is missing (NaN), it gives
+# exactly the no-thermal result (confusion6 true), instead of NaN (every comparison false).
+THERMAL_NEUTRAL_K = 287.0
+
+
+def rayleigh_optical_depth(wavelength_um: float) -> float:
+    """Rayleigh optical depth of a standard sea-level atmosphere (Hansen & Travis 1974, Space Sci.
+    Rev. 16:527-610, eq. 2.29): 0.008569 l^-4 (1 + 0.0113 l^-2 + 0.00013 l^-4), l in um."""
+    lam = wavelength_um
+    return 0.008569 * lam**-4 * (1.0 + 0.0113 * lam**-2 + 0.00013 * lam**-4)
+
+
+def rayleigh_terms(
+    wavelength_um: float, sun_zenith_deg: float = REFERENCE_SUN_ZENITH_DEG
+) -> tuple[float, float]:
+    """(path reflectance, two-way transmittance) of a pure-Rayleigh atmosphere for a nadir view.
+
+    Single scattering: rho_R = tau P(theta) / (4 mu_s mu_v) with the Rayleigh phase function
+    P = 3/4 (1 + cos^2 theta) at scattering angle theta = 180 deg - sun zenith; transmittance with half
+    of the scattering going forward, T = exp(-tau / 2 (1/mu_s + 1/mu_v)) (the usual ocean-colour
+    approximation, e.g. Gordon & Clark 1981, Appl. Opt. 20:4175-4180). Aerosols are ignored, so the
+    path term is a lower bound of what TOA reflectance carries.
+    """
+    tau = rayleigh_optical_depth(wavelength_um)
+    mu_s, mu_v = float(np.cos(np.radians(sun_zenith_deg))), 1.0
+    phase = 0.75 * (1.0 + mu_s * mu_s)  # cos(180 deg - sza)^2 = mu_s^2
+    return tau * phase / (4.0 * mu_s * mu_v), float(np.exp(-0.5 * tau * (1.0 / mu_s + 1.0 / mu_v)))
+
+
+def toa_like(
+    reflectance: Mapping[str, npt.ArrayLike], sun_zenith_deg: float = REFERENCE_SUN_ZENITH_DEG
+) -> dict[str, FloatArray]:
+    """Approximate TOA reflectance from surface reflectance: rho_TOA = rho_R + T rho_s per band role
+    (see `rayleigh_terms`); float64. Roles without a band centre (e.g. thermal) pass through unchanged."""
+    out: dict[str, FloatArray] = {}
+    for role, value in reflectance.items():
+        a = np.asarray(value, dtype=np.float64)
+        if role in BAND_CENTRE_UM:
+            path, trans = rayleigh_terms(BAND_CENTRE_UM[role], sun_zenith_deg)
+            out[role] = path + trans * a
+        else:
+            out[role] = a
+    return out
+
+
+@dataclass(frozen=True)
+class PekelSRModel:
+    """`pekel-sr`: the unchanged rule table applied to surface reflectance made TOA-like.
+
+    The rules were tuned on Landsat TOA reflectance, where Rayleigh path radiance adds ~0.06 in the blue;
+    on surface reflectance their shadow/dark-surface keep-regions reject most clear and dark water (blue
+    below ~0.05). Here reflectance is clamped to [0, 1], then `toa_like` adds the Rayleigh path term and
+    transmittance of a standard atmosphere at `sun_zenith_deg` (fixed, not fitted), and `pekel_classify`
+    runs on the result. Optional role `thermal` (kelvin, e.g. Landsat C2 ST_B10) enables confusion6
+    (264-310 K keep-region) when the archive carries it; without it confusion6 is constant true. C2 ST is
+    surface temperature, not the TOA brightness temperature the rules used: over water they differ by a few
+    kelvin, small against the 46 K window. Missing thermal pixels (NaN) behave as without thermal.
+    """
+
+    name: str = "pekel-sr"
+    version: str = "1"
+    roles: tuple[str, ...] = ("blue", "green", "red", "nir", "swir16", "swir22")
+    optional_roles: tuple[str, ...] = ("thermal",)
+    sun_zenith_deg: float = REFERENCE_SUN_ZENITH_DEG
+
+    @property
+    def key(self) -> str:
+        base = f"{self.name}-v{self.version}"
+        return (
+            base if self.sun_zenith_deg == REFERENCE_SUN_ZENITH_DEG else f"{base}-sz{self.sun_zenith_deg:g}"
+        )
+
+    def classify(self, reflectance: Mapping[str, np.ndarray]) -> np.ndarray:
+        clamped = {r: np.clip(np.asarray(reflectance[r], dtype=np.float64), 0.0, 1.0) for r in self.roles}
+        t = toa_like(clamped, self.sun_zenith_deg)
+        thermal = reflectance.get("thermal")
+        if thermal is not None:
+            thermal = np.asarray(thermal, dtype=np.float64)
+            thermal = np.where(np.isnan(thermal), THERMAL_NEUTRAL_K, thermal)
+        codes = pekel_classify(t["blue"], t["green"], t["red"], t["nir"], t["swir16"], t["swir22"], thermal)
         return np.asarray(codes == CODE_WATER)
