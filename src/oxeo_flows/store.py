@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from oxeo_flows import migrate
 from oxeo_flows.aoi import AOI, SET_PREFIX
 from oxeo_flows.errors import InputError
+from oxeo_flows.observation import Observation
 from oxeo_flows.schema import (
     aoi_set_member_table,
     aoi_table,
@@ -31,7 +32,6 @@ from oxeo_flows.schema import (
     model_run_table,
     observation_table,
 )
-from oxeo_flows.timeseries import Observation
 
 __all__ = [
     "aoi_table",
@@ -268,8 +268,9 @@ def query_observations(
         q = q.limit(limit).offset(offset)
     with engine.connect() as conn:
         result = conn.execute(q)
-        keys = list(result.keys())
-        return [dict(zip(keys, row, strict=True)) for row in result]
+        keys = tuple(result.keys())
+        rows = result.fetchall()  # one driver call, not one per row
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def count_observations(engine: Engine, **filters: Any) -> int:

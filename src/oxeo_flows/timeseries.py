@@ -32,34 +32,13 @@ from shapely.geometry.base import BaseGeometry
 from oxeo_flows.aoi import AOI
 from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER, Archive
 from oxeo_flows.constellations import Constellation
+from oxeo_flows.observation import Observation
 from oxeo_flows.tiling import project_lonlat, tiles_for_geometry, zone_parts
 
 DEFAULT_MIN_OBJECT_M2 = 3125.0  # DEA Waterbodies minimum mapping unit (five 25 m pixels)
 DEFAULT_MIN_HOLE_M2 = 3125.0
 DEFAULT_MAX_INVALID_FRACTION = 0.10
 _EIGHT = np.ones((3, 3), dtype=bool)
-
-
-@dataclass
-class Observation:
-    """One row of the water time series (areas in m², fractions of the AOI's pixels)."""
-
-    aoi_id: str
-    acquired_at: datetime  # UTC, earliest contributing slice of the solar day
-    solar_day: date
-    constellation: str
-    model: str
-    water_area_m2: float
-    water_px: int
-    valid_px: int
-    cloud_px: int
-    nodata_px: int
-    total_px: int
-    valid_fraction: float
-    cloud_fraction: float
-    usable: bool
-    pixel_size_m: float
-    tiles: list[str] = field(default_factory=list)
 
 
 @dataclass
