@@ -104,7 +104,6 @@ def _summary(r: Any) -> dict[str, Any]:
         "labels": r.labels,
         "area_m2": r.area_m2,
         "bbox": list(r.bbox),
-        "sets": r.sets,
     }
 
 
