@@ -129,3 +129,20 @@ def test_valid_fraction_is_share_of_tile_with_data(tmp_path: Path) -> None:
     scene, _ = make_s2_scene(tmp_path, "a", T0)
     out = load_day([scene], S2, TILE.geobox(10))
     assert out.meta.valid_fraction == pytest.approx(120 * 120 / 1_000_000)
+
+
+def test_missing_local_file_fails_at_once_naming_band_and_path(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from oxeo_flows.errors import SourceError
+    from oxeo_flows.extract import SOURCE_RETRIES, ReadPolicy
+
+    scene, _ = make_s2_scene(tmp_path, "a", T0)
+    gone = replace(scene.assets["red"], href=str(tmp_path / "gone.tif"))
+    retries = SOURCE_RETRIES.value
+    with pytest.raises(SourceError) as err:
+        read_asset(gone, TILE.geobox(10), policy=ReadPolicy(retries=5, retry_delay_s=60), context="scene a")
+    assert str(err.value).startswith(
+        f"scene a band red: cannot read {tmp_path / 'gone.tif'} after 1 attempt(s): "
+    )
+    assert SOURCE_RETRIES.value == retries  # local files are not retried (no 60 s sleep either)

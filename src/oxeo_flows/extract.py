@@ -13,20 +13,42 @@ footprint covers (and per dask chunk), and GDAL's nearest-neighbour result then 
 cf. opendatacube/odc-stac#252). Warping onto the full tile makes each slice independent of chunking and
 reproducible by a plain `rasterio.warp.reproject`, which the tests check pixel for pixel. Same-day scenes
 are fused first-valid in (time, id) order (never `max`, which favours clouds).
+
+Flaky sources (`ReadPolicy`): remote reads run under GDAL's own per-request retry (GDAL_HTTP_MAX_RETRY
+with doubling GDAL_HTTP_RETRY_DELAY, on 429/5xx and on timeouts, GDAL_HTTP_TIMEOUT per request). GDAL
+does not retry a truncated body (fewer bytes than the Content-Length it was promised): it keeps the
+short chunk in its process-wide /vsicurl/ cache and the next read of the same region fails again, in
+this process, forever. So a whole asset read (open + read) is retried `retries` times with exponential
+backoff and jitter, and every failed attempt first drops what GDAL cached for that href
+(`VSICurlPartialClearCache`; a cached "does not exist" after a 503 would otherwise outlive the
+outage too). A truncated body never yields pixels: GDAL reports the short read as an error (libtiff
+checks every tile's byte count), which `tests/test_flaky_source.py` verifies on compressed and
+uncompressed COGs, aligned and warped. The clean path is unchanged apart from one `rasterio.Env` per
+remote read; local files are read once, without retries. The final error is a `SourceError` naming
+scene, band, tile and href, with URL credentials and query-string values redacted (GDAL's own
+messages logged through rasterio's loggers, e.g. its retry warnings, get the same redaction).
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import random
+import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -34,6 +56,7 @@ from oxeo_flows.archive import SliceMeta
 from oxeo_flows.catalog import AssetRef, Scene
 from oxeo_flows.constellations import Constellation
 from oxeo_flows.errors import SourceError
+from oxeo_flows.settings import Settings
 
 _EPS = 1e-6
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # more threads than cores measured slower
@@ -57,6 +80,141 @@ class _ReadCounter:
 
 
 SOURCE_READS = _ReadCounter()
+SOURCE_RETRIES = _ReadCounter()  # whole-asset re-reads after a failed attempt
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How remote asset reads are retried; defaults equal the `Settings` defaults.
+
+    `retries`: whole-asset re-reads after a failed attempt (settings.source_retries).
+    `http_retries`: GDAL's retries of one HTTP request on 429/5xx/timeouts (settings.source_http_retries).
+    `retry_delay_s`: first delay of both; doubles per retry, capped at `max_delay_s`, with jitter.
+    `timeout_s`: limit of one HTTP request (settings.source_timeout_s).
+    """
+
+    retries: int = 3
+    http_retries: int = 3
+    retry_delay_s: float = 0.5
+    timeout_s: float = 30.0
+    max_delay_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReadPolicy:
+        return cls(
+            retries=settings.source_retries,
+            http_retries=settings.source_http_retries,
+            retry_delay_s=settings.source_retry_delay_s,
+            timeout_s=settings.source_timeout_s,
+        )
+
+    def gdal_options(self) -> dict[str, Any]:
+        """GDAL config options of a remote read (thread-local under `rasterio.Env`)."""
+        opts: dict[str, Any] = {
+            "GDAL_HTTP_MAX_RETRY": str(self.http_retries),
+            "GDAL_HTTP_RETRY_DELAY": f"{self.retry_delay_s:g}",
+            "GDAL_HTTP_TIMEOUT": f"{self.timeout_s:g}",
+            "GDAL_HTTP_CONNECTTIMEOUT": f"{min(self.timeout_s, 10.0):g}",
+        }
+        if "GDAL_DISABLE_READDIR_ON_OPEN" not in os.environ:
+            opts["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"  # no directory listing / sidecar probes
+        return opts
+
+    def backoff_s(self, retry: int) -> float:
+        """Sleep before whole-asset retry number `retry` (1-based): exponential, jittered to 50-100 %."""
+        return min(self.max_delay_s, self.retry_delay_s * 2 ** (retry - 1)) * (0.5 + random.random() / 2)
+
+
+DEFAULT_POLICY = ReadPolicy()
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_QUERY = re.compile(r"\?([\w.~%+-]+=[^&\s'\"<>,;:]*(?:&[\w.~%+-]+=?[^&\s'\"<>,;:]*)*)")
+
+
+def _redact_query(query: str) -> str:
+    return "&".join(f"{k}=***" for k, _ in parse_qsl(query, keep_blank_values=True)) or "***"
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = _redact_query(parts.query) if parts.query else ""
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        head, sep, _ = url.partition("?")
+        return head.split("@")[-1] if "@" in head else head + ("?***" if sep else "")
+
+
+def redact(text: str, href: str | None = None) -> str:
+    """`text` with URL user info and query-string values (signatures, tokens) replaced by ***.
+
+    Covers full URLs and bare names with a query ("blue.tif?X-Amz-Signature=...", as GDAL quotes
+    files); with `href`, its user info is also replaced wherever it appears.
+    """
+    if href and "://" in href:
+        netloc = urlsplit(href).netloc
+        if "@" in netloc:
+            text = text.replace(netloc.rsplit("@", 1)[0] + "@", "***@")
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
+    return _QUERY.sub(lambda m: "?" + _redact_query(m.group(1)), text)
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts URLs in rasterio's GDAL log records (GDAL's retry warnings quote the full signed URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+            if "://" in msg or "?" in msg or "@" in msg:
+                record.msg, record.args = redact(msg), None
+        except Exception:  # never break the caller's logging
+            pass
+        return True
+
+
+for _name in ("rasterio._env", "rasterio._err", "rasterio._base", "rasterio._io", "rasterio.env"):
+    logging.getLogger(_name).addFilter(_RedactingFilter())
+
+
+def _is_remote(href: str) -> bool:
+    if href.startswith("/vsi"):
+        return not href.startswith("/vsimem/")
+    return "://" in href and not href.startswith("file://")
+
+
+def _vsi_path(href: str) -> str:
+    try:
+        from rasterio._path import _parse_path
+
+        return str(_parse_path(href).as_vsi())
+    except Exception:  # private rasterio API: fall back to the /vsicurl/ form
+        return href if href.startswith("/vsi") else f"/vsicurl/{href}"
+
+
+def _gdal_cache_clearer() -> Callable[[bytes], None] | None:
+    """`VSICurlPartialClearCache` of the GDAL that rasterio loaded, or None where it cannot be found."""
+    try:
+        import rasterio._base
+
+        fn = ctypes.CDLL(rasterio._base.__file__).VSICurlPartialClearCache  # resolved via its libgdal
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_char_p]
+    fn.restype = None
+    return fn
+
+
+_CLEAR_CACHE = _gdal_cache_clearer()
+
+
+def forget_cached(href: str) -> None:
+    """Drop what GDAL's /vsicurl/ caches (file properties, downloaded chunks) hold for `href`."""
+    if _CLEAR_CACHE is not None:
+        _CLEAR_CACHE(_vsi_path(href).encode())
 
 
 @dataclass(frozen=True)
@@ -120,21 +278,78 @@ def _read_warped(src: rasterio.DatasetReader, geobox: GeoBox, resampling: str) -
     return out
 
 
-def read_asset(asset: AssetRef, geobox: GeoBox, resampling: str = "nearest") -> np.ndarray:
-    """One asset on `geobox` as uint16 with 0 = no data (source nodata remapped to 0)."""
+def _remote_options(policy: ReadPolicy, href: str) -> dict[str, Any]:
+    opts = policy.gdal_options()
+    if _CLEAR_CACHE is None:  # cannot clear after a failure: have GDAL drop this href's cache at close
+        opts["CPL_VSIL_CURL_NON_CACHED"] = _vsi_path(href)
+    return opts
+
+
+def _describe(exc: BaseException) -> str:
+    """rasterio's message, or GDAL's (the cause) where rasterio only says "see previous exception"."""
+    cause = exc.__cause__
+    if cause is None:
+        return str(exc)
+    return str(cause) if "previous exception" in str(exc) else f"{exc}: {cause}"
+
+
+def _read_once(asset: AssetRef, geobox: GeoBox, resampling: str) -> np.ndarray:
+    with rasterio.open(asset.href) as src:
+        same_crs = src.crs is not None and src.crs == rasterio.crs.CRS.from_user_input(str(geobox.crs))
+        k = _aligned_factor(src.transform, geobox.affine) if same_crs else None
+        return _read_aligned(src, geobox, k) if k is not None else _read_warped(src, geobox, resampling)
+
+
+def read_asset(
+    asset: AssetRef,
+    geobox: GeoBox,
+    resampling: str = "nearest",
+    *,
+    policy: ReadPolicy = DEFAULT_POLICY,
+    context: str = "",
+) -> np.ndarray:
+    """One asset on `geobox` as uint16 with 0 = no data (source nodata remapped to 0).
+
+    Remote hrefs are read under `policy` (see the module doc); a local file is read once. Raises
+    `SourceError` "<context> band <band>: cannot read <href> after N attempt(s): <GDAL error>", with
+    secrets redacted and no chained exception (its text would carry the unredacted URL).
+    """
     if resampling not in RESAMPLING_CHOICES:
         raise ValueError(f"resampling must be one of {RESAMPLING_CHOICES}, got {resampling!r}")
     SOURCE_READS.add()
-    try:
-        with rasterio.open(asset.href) as src:
-            same_crs = src.crs is not None and src.crs == rasterio.crs.CRS.from_user_input(str(geobox.crs))
-            k = _aligned_factor(src.transform, geobox.affine) if same_crs else None
-            arr = _read_aligned(src, geobox, k) if k is not None else _read_warped(src, geobox, resampling)
-    except rasterio.errors.RasterioError as exc:
-        raise SourceError(f"cannot read {asset.href} (band {asset.band}): {exc}") from exc
-    if arr.dtype != np.uint16:
-        arr = arr.astype(np.uint16)
-    return arr
+    remote = _is_remote(asset.href)
+    attempts = 1 + policy.retries if remote else 1
+    where = f"{context} band {asset.band}".strip()
+    error = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            if remote:
+                with rasterio.Env(**_remote_options(policy, asset.href)):
+                    arr = _read_once(asset, geobox, resampling)
+            else:
+                arr = _read_once(asset, geobox, resampling)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            error = redact(_describe(exc), asset.href)
+            if remote:
+                forget_cached(asset.href)  # never re-read a short chunk or a cached "does not exist"
+            if attempt == attempts:
+                break
+            delay = policy.backoff_s(attempt)
+            log.warning(
+                "%s: read failed (attempt %d of %d), retrying in %.2f s: %s",
+                where,
+                attempt,
+                attempts,
+                delay,
+                error,
+            )
+            SOURCE_RETRIES.add()
+            time.sleep(delay)
+            continue
+        return arr if arr.dtype == np.uint16 else arr.astype(np.uint16)
+    raise SourceError(
+        f"{where}: cannot read {redact(asset.href)} after {attempts} attempt(s): {error}"
+    ) from None
 
 
 def load_day(
@@ -143,6 +358,9 @@ def load_day(
     geobox: GeoBox,
     resampling: str = "nearest",
     threads: int = READ_THREADS,
+    *,
+    policy: ReadPolicy = DEFAULT_POLICY,
+    tile_id: str | None = None,
 ) -> LoadedSlice:
     """Fuse the scenes of one solar day into one (band, y, x) uint16 slice on `geobox`.
 
@@ -150,6 +368,8 @@ def load_day(
     (e.g. one granule with the BOA offset pre-subtracted), later scenes are shifted into the first
     scene's convention so the slice has one exact (scale, offset) per band. Assets are read by
     `threads` threads (GDAL releases the GIL while decoding); the fusion order does not depend on it.
+    Reads follow `policy`; when one asset cannot be read, reads not yet started are cancelled and its
+    `SourceError` (naming the scene, band, href and `tile_id`) is raised.
     """
     if not scenes:
         raise ValueError("load_day needs at least one scene")
@@ -162,15 +382,26 @@ def load_day(
         scene, b = job
         band = bands[b]
         asset, ref = scene.assets[band], first.assets[band]
-        arr = read_asset(asset, geobox, "nearest" if band == constellation.qa_band else resampling)
+        arr = read_asset(
+            asset,
+            geobox,
+            "nearest" if band == constellation.qa_band else resampling,
+            policy=policy,
+            context=f"scene {scene.id}" + (f" tile {tile_id}" if tile_id else ""),
+        )
         if (asset.scale, asset.offset) != (ref.scale, ref.offset):
             arr = _shift_dn(arr, asset, ref, scene.id)
         return arr
 
     jobs = [(scene, b) for scene in ordered for b in range(len(bands))]
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs))))
+    try:
         for (_, b), arr in zip(jobs, pool.map(read, jobs), strict=True):  # map keeps the fusion order
             np.copyto(out[b], arr, where=out[b] == 0)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed day reads nothing more
+        raise
+    pool.shutdown(wait=True)
     valid = np.all(out != 0, axis=0)
     meta = SliceMeta(
         time=first.datetime,

@@ -301,7 +301,7 @@ _COMMON_DOC = """
         start_date: first acquisition day (UTC), inclusive.
         end_date: last acquisition day (UTC), inclusive.
         constellations: 'sentinel-2', 'landsat-5/7/8/9', a list or a comma-separated string.
-        model: water model from the registry (mndwi, ndwi, pekel).
+        model: water model from the registry (mndwi, ndwi, pekel, pekel-sr, mndwi-lu, pekel-sr-lu).
         catalog: STAC API URL or static catalog path (default: settings).
         storage: archive root, any fsspec URL (default: settings).
         database_url: SQLAlchemy URL of the results database (default: settings).
