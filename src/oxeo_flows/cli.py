@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from oxeo_flows import cli_results
+from oxeo_flows.api.cli import add_serve_parser
 from oxeo_flows.errors import InputError, OxeoError
 from oxeo_flows.exports import EXPORT_COLUMNS  # noqa: F401  (re-exported for callers)
 
@@ -459,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--output", "-o", help="file (.mmd, .dot; .png/.svg with --format dot renders via `dot`)")
     gr.add_argument("--param", "-p", action="append", metavar="KEY=VALUE", help="draw a concrete request")
     gr.set_defaults(func=cmd_graph)
-    __import__("oxeo_flows.api.cli", fromlist=["add_serve_parser"]).add_serve_parser(sub)  # results API
+    add_serve_parser(sub)  # results API
     return p
 
 
