@@ -175,7 +175,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     engine = _engine(args)
     try:
         ids = _aoi_ids(engine, args.aoi)
-        rows = store.query_observations(engine, ids, args.constellation, model=args.model)
+        rows = store.query_observations(
+            engine, ids, args.constellation, model=args.model, columns=store.TIMESERIES_FIELDS
+        )
         if args.harmonised:
             rows = store.harmonise(rows)
         geoms = {}
@@ -199,7 +201,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         rec = reg.get_aoi(engine, args.id)
         if rec is None:
             raise InputError("ID", f"no AOI with id {args.id!r}")
-        rows = store.query_observations(engine, [args.id], args.constellation, model=args.model)
+        rows = store.query_observations(
+            engine, [args.id], args.constellation, model=args.model, columns=store.TIMESERIES_FIELDS
+        )
     finally:
         engine.dispose()
     out = Path(args.output or f"{args.id}.png")

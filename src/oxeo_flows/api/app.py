@@ -393,7 +393,12 @@ def create_app(database_url: str, token_hashes: Sequence[str] = ()) -> FastAPI:
             "usable_only": usable_only,
         }
         total = store.count_observations(engine, **filters)
-        rows = [_row(r) for r in store.query_observations(engine, **filters, limit=limit, offset=offset)]
+        rows = [
+            _row(r)
+            for r in store.query_observations(
+                engine, **filters, limit=limit, offset=offset, columns=store.TIMESERIES_FIELDS
+            )
+        ]
         headers = {"X-Total-Count": str(total)}
         if format == "csv":
             return Response(_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)

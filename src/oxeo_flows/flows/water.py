@@ -228,7 +228,11 @@ def _plot_artifacts(ctx: _Context) -> None:
     req = ctx.request
     for a in req.aois[:MAX_PLOTS]:
         history = store.query_observations(
-            ctx.engine, [a.id], [c.name for c in req.constellations], model=req.model.key
+            ctx.engine,
+            [a.id],
+            [c.name for c in req.constellations],
+            model=req.model.key,
+            columns=store.TIMESERIES_FIELDS,
         )
         png = timeseries_png(history, f"{a.name} ({a.id}), {req.model.key}")
         create_image_artifact(
