@@ -336,6 +336,10 @@ def test_cli_registry_export_and_plot(
     assert "error: --format: invalid choice: 'xlsx'" in capsys.readouterr().err
     assert main(["export", "timeseries", "--format", "parquet", *db]) == 2
     assert "error: --output:" in capsys.readouterr().err
+    assert main(["export", "timeseries", "-o", "missing/dir/ts.csv", *db]) == 2
+    assert "error: --output: expected a file in an existing directory" in capsys.readouterr().err
+    assert main(["plot", "kariba", "-o", str(tmp_path), *db]) == 2
+    assert "error: --output: expected a file name, got the directory" in capsys.readouterr().err
 
     out = _cli(capsys, "plot", "kariba", "-o", "kariba.png", *db)
     assert "wrote kariba.png (7 observations)" in out

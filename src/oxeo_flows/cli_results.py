@@ -194,6 +194,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from oxeo_flows import aoi_registry as reg
     from oxeo_flows import store
+    from oxeo_flows.exports import check_output_path
     from oxeo_flows.plot import timeseries_png
 
     engine = _engine(args)
@@ -207,6 +208,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     out = Path(args.output or f"{args.id}.png")
+    check_output_path(out)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(timeseries_png(rows, f"{rec.name} ({rec.id})"))
     tmp.replace(out)

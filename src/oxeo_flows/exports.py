@@ -128,6 +128,18 @@ def parquet_table(rows: Sequence[Mapping[str, Any]]) -> Any:
     return pa.table(cols, schema=schema)
 
 
+def check_output_path(output: str | Path) -> None:
+    """InputError('--output') unless `output` can be written: an existing, writable folder, not a folder."""
+    path = Path(output)
+    if path.is_dir():
+        raise InputError("--output", f"expected a file name, got the directory {path}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(
+            "--output", f"expected a file in an existing directory, got {path} ({parent} missing)"
+        )
+
+
 def export(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
@@ -140,6 +152,8 @@ def export(
         raise InputError("--format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet" and output is None:
         raise InputError("--output", "Parquet is binary: give a file with --output")
+    if output is not None:
+        check_output_path(output)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
