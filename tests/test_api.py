@@ -291,6 +291,15 @@ def test_token_auth(auth_client: TestClient) -> None:
     health = auth_client.get("/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert auth_client.get("/openapi.json").status_code == 200 and auth_client.get("/docs").status_code == 200
+    # the docs page loads Swagger UI from the app itself (offline machines), not from a CDN
+    import re
+
+    page = auth_client.get("/docs").text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", page)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for a in assets:
+        got = auth_client.get(a)
+        assert got.status_code == 200 and len(got.content) > 1000, a
     for path in ("/aois", "/aois/lake-a", "/aois/lake-a/timeseries", "/aois/nope"):
         r = auth_client.get(path)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path

@@ -25,6 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
@@ -252,7 +253,9 @@ def create_app(database_url: str, token_hashes: Sequence[str] = ()) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline = FastAPI with Swagger UI / ReDoc assets served from the package, not a CDN: the
+    # docs work on an offline machine too.
+    app = FastAPIOffline(
         title="oxeo-flows results API",
         version=__version__,
         description="Read-only access to the AOI registry and the water time series. Times are UTC, "
