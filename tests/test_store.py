@@ -157,6 +157,18 @@ def test_aoi_upsert_updates(engine: Engine) -> None:
     assert h == moved.geometry_hash != LAKE_A.geometry_hash
 
 
+def test_moved_aoi_loses_its_stale_rows_only(engine: Engine) -> None:
+    store.upsert_observations(engine, [obs(), obs(aoi_id="lake-b")], None)
+    # same geometry again (another name): nothing stale
+    assert store.upsert_aois(engine, [replace(LAKE_A, name="Lake A again"), LAKE_B]) == {}
+    assert _count(engine, store.observation_table) == 2
+    moved = replace(LAKE_A, geometry=MultiPolygon([box(30.0, -1.0, 30.2, -0.9)]))
+    assert store.upsert_aois(engine, [moved, LAKE_B]) == {"lake-a": 1}
+    assert [r["aoi_id"] for r in store.query_observations(engine)] == ["lake-b"]
+    (got,) = store.get_aois(engine, ["lake-a"])
+    assert got.geometry.equals(moved.geometry)
+
+
 def test_upsert_observations_is_idempotent_and_updates(engine: Engine) -> None:
     first = [obs(), obs(acquired_at=T0 + timedelta(days=5), water_px=120)]
     run1, run2 = new_run(engine), new_run(engine)

@@ -10,6 +10,7 @@ never SQL built from strings.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
@@ -40,6 +41,7 @@ __all__ = [
     "observation_table",
 ]
 _GEOD = Geod(ellps="WGS84")
+log = logging.getLogger(__name__)
 
 OBSERVATION_FIELDS = [c.name for c in observation_table.columns if c.name != "id"]
 # What users read (exports, API, plots): no internal row id, tile list or computation time.
@@ -120,23 +122,39 @@ def aoi_row(a: AOI, now: datetime) -> dict[str, Any]:
     }
 
 
-def upsert_aois(engine: Engine, aois: Iterable[AOI], *, replace_labels: bool = False) -> None:
-    """Insert or update AOIs in one transaction.
+def upsert_aois(engine: Engine, aois: Iterable[AOI], *, replace_labels: bool = False) -> dict[str, int]:
+    """Insert or update AOIs in one transaction; returns {AOI id: stale rows deleted} for moved AOIs.
 
     An existing AOI keeps its `created_at` and (unless `replace_labels`) its labels: a flow run that
-    names an AOI by GeoJSON does not undo what the registry set.
+    names an AOI by GeoJSON does not undo what the registry set. When an existing AOI's geometry changes,
+    its time-series rows were measured on the old polygon: they are deleted in the same transaction (the
+    archive still holds the pixels; the next time-series run measures the new polygon), so an AOI's
+    series never mixes two geometries.
     """
     now = _naive_utc(datetime.now(UTC))
     rows = [aoi_row(a, now) for a in aois]
     if not rows:
-        return
+        return {}
     stmt = dialect_insert(engine, aoi_table)
     keep = {"id", "created_at"} | (set() if replace_labels else {"labels"})
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"], set_={k: stmt.excluded[k] for k in rows[0] if k not in keep}
     )
+    new_hash = {r["id"]: r["geometry_hash"] for r in rows}
+    o = observation_table
+    stale: dict[str, int] = {}
     with engine.begin() as conn:
+        old = conn.execute(
+            sa.select(aoi_table.c.id, aoi_table.c.geometry_hash).where(aoi_table.c.id.in_(list(new_hash)))
+        ).all()
+        moved = sorted(r.id for r in old if r.geometry_hash != new_hash[r.id])
+        for aoi_id in moved:
+            stale[aoi_id] = int(conn.execute(o.delete().where(o.c.aoi_id == aoi_id)).rowcount)
         conn.execute(stmt, rows)
+    for aoi_id, n in stale.items():
+        if n:
+            log.warning("AOI %s has a new geometry: %d time-series rows of the old one deleted", aoi_id, n)
+    return stale
 
 
 def _aoi(r: Any) -> AOI:

@@ -129,7 +129,7 @@ def _extract(ctx: _Context) -> dict[str, Any]:
             len(p.units),
         )
     # Catalog searched and planned without errors: only now record the AOIs.
-    store.upsert_aois(ctx.engine, req.aois)
+    _record_aois(ctx)
     # One writer per archive: units of the same tile x constellation run one after another.
     last: dict[tuple[str, str], PrefectFuture[Any]] = {}
     futures = []
@@ -190,8 +190,17 @@ def _predict(ctx: _Context) -> dict[str, Any]:
     return {"model": req.model.key, "masks_written": sum(f.result() for f in futures)}
 
 
+def _record_aois(ctx: _Context) -> None:
+    """Upsert the request's AOIs (idempotent); report AOIs whose new geometry made old rows stale."""
+    stale = {k: v for k, v in store.upsert_aois(ctx.engine, ctx.request.aois).items() if v}
+    if stale:
+        ctx.report.setdefault("stale_rows_deleted", {}).update(stale)
+        get_run_logger().warning("new AOI geometries, time-series rows of the old ones deleted: %s", stale)
+
+
 def _timeseries(ctx: _Context) -> dict[str, Any]:
     req = ctx.request
+    _record_aois(ctx)  # the `timeseries` flow alone may meet AOIs the database does not know yet
     futures = [aoi_timeseries_task.submit(a, req, ctx.settings, ctx.run_id) for a in req.aois]
     wait(futures)
     rows = [r for f in futures for r in f.result()]
@@ -214,10 +223,10 @@ def _timeseries(ctx: _Context) -> dict[str, Any]:
         description="Water time series rows written by this run",
     )
     _plot_artifacts(ctx)
-    return {
-        "rows_written": len(rows),
-        "usable_rows": sum(1 for r in rows if r["usable"]),
-    }
+    out: dict[str, Any] = {"rows_written": len(rows), "usable_rows": sum(1 for r in rows if r["usable"])}
+    if ctx.report.get("stale_rows_deleted"):
+        out["stale_rows_deleted"] = ctx.report["stale_rows_deleted"]
+    return out
 
 
 MAX_PLOTS = 20  # image artifacts per run; more AOIs: use `oxeo-flows plot ID`
