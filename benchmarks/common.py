@@ -95,6 +95,17 @@ def peak_rss_mib() -> float:
     return maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def status_mib(field: str) -> float | None:
+    """`VmRSS` (current) or `VmHWM` (peak) of this process's own address space from /proc, in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 @dataclass(frozen=True)
 class CpuSnapshot:
     """Wall clock and CPU seconds (user + system) of this process, the Prefect API server and other

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Section, cpu_snapshot, fmt_s, log, maxrss_mib, median
+from benchmarks.common import Row, Section, cpu_snapshot, fmt_s, log, maxrss_mib, median, status_mib
 
 ProgressFn = Callable[[str], None]
 
@@ -185,17 +185,6 @@ def prefect_api() -> Iterator[dict[str, float]]:
         t = time.perf_counter()
         trivial()
         yield {"server_start_s": server, "first_flow_s": time.perf_counter() - t}
-
-
-def status_mib(field: str) -> float | None:
-    """`VmRSS` (current) or `VmHWM` (peak) of this process's own address space from /proc, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def worker_peak_rss_mib() -> float:

@@ -16,7 +16,6 @@ baseline is essentially its own extraction imports.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import threading
@@ -26,26 +25,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Section, log, maxrss_mib
+from benchmarks.common import Row, Section, log, peak_rss_mib, status_mib
 
 TARGET_MIB = 512.0
 SAMPLE_S = 0.05
 T0 = datetime(2024, 1, 1, 9, 50, 31, tzinfo=UTC)
-
-
-def _status_mib(field: str) -> float | None:
-    """`VmRSS` (current) or `VmHWM` (peak) of this process's address space from /proc, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _ru_maxrss_mib() -> float:
-    return maxrss_mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _peak_mib() -> float:
@@ -55,8 +39,8 @@ def _peak_mib() -> float:
     keeps the larger of the two across `execve`, and `subprocess` forks (vforks) the parent, so the child
     would report at least the parent's peak. `VmHWM` is reset by exec; `ru_maxrss` is the fallback.
     """
-    hwm = _status_mib("VmHWM")
-    return _ru_maxrss_mib() if hwm is None else hwm
+    hwm = status_mib("VmHWM")
+    return peak_rss_mib() if hwm is None else hwm
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,14 +237,14 @@ def child(items_file: str, storage: str, out_file: str) -> int:
     from oxeo_flows.tiling import Tile
 
     baseline = _peak_mib()
-    baseline_current = _status_mib("VmRSS")
-    ru_baseline = _ru_maxrss_mib()
+    baseline_current = status_mib("VmRSS")
+    ru_baseline = peak_rss_mib()
     trace: list[float] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(SAMPLE_S):
-            trace.append(_status_mib("VmRSS") or _ru_maxrss_mib())
+            trace.append(status_mib("VmRSS") or peak_rss_mib())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -287,7 +271,7 @@ def child(items_file: str, storage: str, out_file: str) -> int:
         "baseline_current_rss_mib": baseline_current,
         "peak_rss_mib": _peak_mib(),
         "ru_maxrss_baseline_mib": ru_baseline,
-        "ru_maxrss_peak_mib": _ru_maxrss_mib(),
+        "ru_maxrss_peak_mib": peak_rss_mib(),
         "rss_trace_mib": trace,
         "store_bytes": sum(f.stat().st_size for f in Path(storage).rglob("*") if f.is_file()),
     }
