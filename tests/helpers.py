@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -28,7 +29,10 @@ def utm_to_lonlat(geom: BaseGeometry, epsg: int) -> BaseGeometry:
     return shapely.transform(shapely.segmentize(geom, 50.0), fn)
 
 
-def write_cog(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0) -> None:
+def write_cog(
+    path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0, **profile: Any
+) -> None:
+    """A one-band COG; `profile` adds or overrides creation options (default compress=DEFLATE)."""
     with rasterio.open(
         path,
         "w",
@@ -40,7 +44,7 @@ def write_cog(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata: 
         crs=crs,
         transform=transform,
         nodata=nodata,
-        compress="DEFLATE",
+        **{"compress": "DEFLATE", **profile},
     ) as ds:
         ds.write(arr, 1)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 
 from oxeo_flows import store
 from oxeo_flows.integrity import check_all, problems
@@ -32,8 +32,6 @@ def _aoi_b(sample: Path, tmp: Path) -> Path:
     """The sample lake again plus an AOI over its western half: overlaps run A's AOI and tiles."""
     fc = json.loads((sample / "aoi.geojson").read_text())
     lake = fc["features"][0]
-    from shapely.geometry import shape
-
     x0, y0, x1, y1 = shape(lake["geometry"]).bounds
     west = {
         "type": "Feature",

@@ -30,7 +30,7 @@ from oxeo_flows.errors import SourceError
 from oxeo_flows.extract import SOURCE_RETRIES, ReadPolicy, load_day, read_asset, redact
 from oxeo_flows.tiling import Tile
 from tests.faulty_http import FAULT_KINDS, NO_FAULTS, FaultRates, FaultyServer
-from tests.helpers import S2, make_s2_scene
+from tests.helpers import S2, make_s2_scene, write_cog
 
 TOKEN = "s3cr3t-t0ken"
 TILE = Tile(33, False, 10_000, 49, 499)  # 490000..500000 x 4990000..5000000 (EPSG:32633)
@@ -56,29 +56,17 @@ def _big_cogs(root: Path) -> dict[str, Path]:
     out = {}
     for name, compress in (("raw", "NONE"), ("deflate", "DEFLATE")):
         path = root / f"{name}.tif"
-        with_profile = {"compress": compress, "blocksize": 256, "overviews": "NONE"}
-        _write_cog(path, arr, Affine(10, 0, 490_000, 0, -10, 5_000_000), with_profile)
+        write_cog(
+            path,
+            arr,
+            Affine(10, 0, 490_000, 0, -10, 5_000_000),
+            "EPSG:32633",
+            compress=compress,
+            blocksize=256,
+            overviews="NONE",
+        )
         out[name] = path
     return out
-
-
-def _write_cog(path: Path, arr: np.ndarray, transform: Affine, profile: dict[str, Any]) -> None:
-    import rasterio
-
-    with rasterio.open(
-        path,
-        "w",
-        driver="COG",
-        width=arr.shape[1],
-        height=arr.shape[0],
-        count=1,
-        dtype=arr.dtype,
-        crs="EPSG:32633",
-        transform=transform,
-        nodata=0,
-        **profile,
-    ) as ds:
-        ds.write(arr, 1)
 
 
 def test_truncated_bodies_never_yield_wrong_pixels(tmp_path: Path, no_leaked_threads: None) -> None:

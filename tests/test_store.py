@@ -341,6 +341,8 @@ def test_model_run_lifecycle_and_extraction_log(engine: Engine) -> None:
     assert row["finished_at"].tzinfo is None
     assert row["duration_s"] == (row["finished_at"] - row["started_at"]).total_seconds()
     assert row["software_version"] == oxeo_flows.__version__
+    assert store.get_model_run(engine, run_id) == row
+    assert store.get_model_run(engine, "no-such-run") is None
     (log,) = store.extraction_log(engine, run_id)
     assert log["days_requested"] == ["2024-01-05", "2024-01-10"]
     assert log["days_written"] == ["2024-01-10"]

@@ -92,8 +92,7 @@ def _filters(
     if ids:
         where.append(t.c.id.in_(list(ids)))
     if name:
-        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(t.c.name.ilike(f"%{escaped}%", escape="\\"))
+        where.append(t.c.name.ilike(f"%{store.like_escape(name)}%", escape="\\"))
     if label:
         if engine.dialect.name == "postgresql":
             where.append(sa.cast(t.c.labels, JSONB).contains([label]))

@@ -152,10 +152,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     engine = _engine(args)
     try:
         if args.id:
-            runs = [r for r in store.model_runs(engine, limit=100000) if r["id"] == args.id]
-            if not runs:
+            run = store.get_model_run(engine, args.id)
+            if run is None:
                 raise InputError("--id", f"no model run {args.id!r}")
-            out = {**runs[0], "extraction_log": store.extraction_log(engine, args.id)}
+            out = {**run, "extraction_log": store.extraction_log(engine, args.id)}
             print(json.dumps(out, indent=2, default=str))
             return 0
         for r in store.model_runs(engine, limit=args.limit):

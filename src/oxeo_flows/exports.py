@@ -56,20 +56,28 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def records(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows as plain JSON-ready records with the export columns, in order."""
+def records(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = EXPORT_COLUMNS
+) -> list[dict[str, Any]]:
+    """Rows as plain JSON-ready records with `columns` (default: the export columns), in order."""
     out = []
     for r in rows:
         rec = {**r, "datetime": r["acquired_at"]}
-        out.append({c: _json_value(rec.get(c)) for c in EXPORT_COLUMNS})
+        out.append({c: _json_value(rec.get(c)) for c in columns})
     return out
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], out: IO[str]) -> None:
-    w = csv.writer(out)
-    w.writerow(EXPORT_COLUMNS)
-    for rec in records(rows):
-        w.writerow(["" if rec[c] is None else rec[c] for c in EXPORT_COLUMNS])
+def write_csv(
+    rows: Sequence[Mapping[str, Any]],
+    out: IO[str],
+    columns: Sequence[str] = EXPORT_COLUMNS,
+    lineterminator: str = "\r\n",
+) -> None:
+    """CSV with a header of `columns`; None as an empty field."""
+    w = csv.writer(out, lineterminator=lineterminator)
+    w.writerow(columns)
+    for rec in records(rows, columns):
+        w.writerow(["" if rec[c] is None else rec[c] for c in columns])
 
 
 def write_json(rows: Sequence[Mapping[str, Any]], out: IO[str]) -> None:

@@ -245,7 +245,7 @@ def observations_query(
         q = q.where(t.c.constellation.in_(consts))
     if model:
         # A model name without a version ("mndwi") matches every version of it ("mndwi-v1", ...).
-        q = q.where(sa.or_(t.c.model == model, t.c.model.like(_like_prefix(model) + "-v%", escape="\\")))
+        q = q.where(sa.or_(t.c.model == model, t.c.model.like(like_escape(model) + "-v%", escape="\\")))
     if start is not None:
         q = q.where(t.c.solar_day >= (start.date() if isinstance(start, datetime) else start))
     if end is not None:
@@ -255,7 +255,8 @@ def observations_query(
     return q
 
 
-def _like_prefix(text: str) -> str:
+def like_escape(text: str) -> str:
+    """`text` with LIKE's wildcards escaped, for patterns used with `escape="\\"`."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -424,6 +425,14 @@ def model_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
     q = sa.select(model_run_table).order_by(model_run_table.c.started_at.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def get_model_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    """One model run by id, or None."""
+    q = sa.select(model_run_table).where(model_run_table.c.id == run_id)
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return None if row is None else dict(row._mapping)
 
 
 def extraction_log(engine: Engine, run_id: str) -> list[dict[str, Any]]:

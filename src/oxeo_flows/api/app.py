@@ -9,7 +9,6 @@ can write even through a bug.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import logging
@@ -29,10 +28,9 @@ from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from oxeo_flows import __version__, aoi_registry, store
+from oxeo_flows import __version__, aoi_registry, exports, store
 from oxeo_flows.aoi import AOI_ID_PATTERN, validate_aoi_id
 from oxeo_flows.api import auth
-from oxeo_flows.cli import EXPORT_COLUMNS
 from oxeo_flows.constellations import CONSTELLATIONS
 from oxeo_flows.errors import InputError
 
@@ -41,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_AOI_LIMIT = 1000
 MAX_ROW_LIMIT = 10_000
 MAX_OFFSET = 2**31 - 1
-ROW_COLUMNS = [*EXPORT_COLUMNS, "model_run_id"]
+ROW_COLUMNS = [*exports.EXPORT_COLUMNS, "model_run_id"]
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -216,23 +214,9 @@ AoiId = Annotated[
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip (pagination)")]
 
 
-def _iso_utc(t: dt.datetime) -> str:
-    """A stored naive-UTC time as ISO 8601 with `Z` (microseconds only when present)."""
-    return t.isoformat(timespec="microseconds" if t.microsecond else "seconds") + "Z"
-
-
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    rec = {**r, "datetime": _iso_utc(r["acquired_at"])}
-    return {c: rec[c] for c in ROW_COLUMNS}
-
-
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(ROW_COLUMNS)
-    for r in rows:
-        rec = {**r, "solar_day": r["solar_day"].isoformat()}
-        w.writerow(["" if rec[c] is None else rec[c] for c in ROW_COLUMNS])
+    exports.write_csv(rows, buf, ROW_COLUMNS, lineterminator="\n")
     return buf.getvalue()
 
 
@@ -396,15 +380,13 @@ def create_app(database_url: str, token_hashes: Sequence[str] = ()) -> FastAPI:
             "usable_only": usable_only,
         }
         total = store.count_observations(engine, **filters)
-        rows = [
-            _row(r)
-            for r in store.query_observations(
-                engine, **filters, limit=limit, offset=offset, columns=store.TIMESERIES_FIELDS
-            )
-        ]
+        found = store.query_observations(
+            engine, **filters, limit=limit, offset=offset, columns=store.TIMESERIES_FIELDS
+        )
         headers = {"X-Total-Count": str(total)}
         if format == "csv":
-            return Response(_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+            return Response(_csv(found), media_type="text/csv; charset=utf-8", headers=headers)
+        rows = exports.records(found, ROW_COLUMNS)
         body = {"aoi_id": aoi_id, "total": total, "limit": limit, "offset": offset, "rows": rows}
         return JSONResponse(TimeseriesOut.model_validate(body).model_dump(mode="json"), headers=headers)
 

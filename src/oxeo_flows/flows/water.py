@@ -83,6 +83,7 @@ class _Context:
         # Validation done: only now touch the database, starting with the run's own record.
         self.engine = store.connect(self.settings.database_url)
         self.report: dict[str, Any] = {"timings_s": {}}
+        self.aois_recorded = False
         self.flow_run_id = str(flow_run.id) if flow_run.id else None
         req = self.request
         self.run_id = store.start_model_run(
@@ -191,7 +192,10 @@ def _predict(ctx: _Context) -> dict[str, Any]:
 
 
 def _record_aois(ctx: _Context) -> None:
-    """Upsert the request's AOIs (idempotent); report AOIs whose new geometry made old rows stale."""
+    """Upsert the request's AOIs once per run; report AOIs whose new geometry made old rows stale."""
+    if ctx.aois_recorded:
+        return  # `water` reaches this from extract and from timeseries
+    ctx.aois_recorded = True
     stale = {k: v for k, v in store.upsert_aois(ctx.engine, ctx.request.aois).items() if v}
     if stale:
         ctx.report.setdefault("stale_rows_deleted", {}).update(stale)
