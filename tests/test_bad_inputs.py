@@ -260,6 +260,34 @@ CASES = [
     Case("constellation-number", _run("constellations=42"), "constellations", "got 42"),
     Case("model-unknown", _run("model=unet"), "model", "unknown model 'unet'"),
     Case("model-not-a-string", _run("model=[1]"), "model", "got [1]"),
+    Case(
+        "model-params-unknown-name",
+        _run('model_params={"thresh": 0.1}'),
+        "model_params",
+        "model 'mndwi' takes threshold, got thresh",
+    ),
+    Case(
+        "model-params-for-a-model-without-parameters",
+        _run("model=pekel", 'model_params={"threshold": 0.1}'),
+        "model_params",
+        "model 'pekel' takes no parameters, got threshold",
+    ),
+    Case(
+        "model-params-not-numbers",
+        _run('model_params={"threshold": "low"}'),
+        "model_params",
+        "expected an object of parameter names to numbers",
+    ),
+    Case("model-params-not-an-object", _run("model_params=0.1"), "model_params", "got 0.1"),
+    Case(
+        "cloud-dilation-negative",
+        _run("cloud_dilation_m=-10"),
+        "cloud_dilation_m",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "shoreline-refinement-not-bool", _run("shoreline_refinement=maybe"), "shoreline_refinement", "maybe"
+    ),
     # -- flow parameters -------------------------------------------------------------------------------
     Case("param-unknown", _run("start=2024-01-01"), "--param", "unknown parameter(s) start; valid: aoi"),
     Case(

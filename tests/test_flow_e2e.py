@@ -105,7 +105,7 @@ def test_water_flow_matches_ground_truth_and_reruns_read_nothing(sample: Path, t
     assert run_row["flow"] == "water" and run_row["state"] == "COMPLETED" and run_row["prefect_flow_run_id"]
     assert run_row["counts"]["rows_written"] == summary["rows_written"]
     assert run_row["constellations"] == ALL.split(",") and run_row["aoi_ids"] == ["sample-lake"]
-    assert run_row["duration_s"] > 0 and run_row["model"] == "mndwi-v1"
+    assert run_row["duration_s"] > 0 and run_row["model"] == "mndwi-v1-lu"
     assert obs_runs == {run_row["id"]}  # every row references the run that wrote it
     log = store.extraction_log(engine, run_row["id"])
     assert len(log) == summary["work_units"]
@@ -193,10 +193,32 @@ def test_pekel_model_on_sentinel2_and_landsat8(sample: Path, tmp_path: Path) -> 
     _cli(_run(sample, tmp_path, "2024-03-01", "2024-04-30", *extra))
     rows = _export(tmp_path)
     assert {r["constellation"] for r in rows} == {"sentinel-2", "landsat-8"}
-    assert {r["model"] for r in rows} == {"pekel-v1"}
+    assert {r["model"] for r in rows} == {"pekel-v2-lu"}  # shoreline refinement is on by default
     truth = {(r["constellation"], r["solar_day"]): r for r in csv.DictReader((sample / "truth.csv").open())}
     usable = [r for r in rows if r["usable"] == "True"]
     assert {r["constellation"] for r in usable} == {"sentinel-2", "landsat-8"}
     for r in usable:
         true_area = float(truth[(r["constellation"], r["solar_day"])]["true_water_area_m2"])
         assert float(r["water_area_m2"]) == pytest.approx(true_area, rel=0.05)
+
+
+def test_model_params_and_stage_settings_reach_the_model_key(sample: Path, tmp_path: Path) -> None:
+    """`model_params`, `shoreline_refinement` and `cloud_dilation_m` are flow parameters (UI-settable)."""
+    extra = (
+        "--param",
+        'model_params={"threshold": -0.2}',
+        "--param",
+        "shoreline_refinement=false",
+        "--param",
+        "cloud_dilation_m=20",
+    )
+    _cli(_run(sample, tmp_path, "2024-03-01", "2024-03-31", *extra))
+    rows = _export(tmp_path)
+    assert rows and {r["model"] for r in rows} == {"mndwi-v1-t-0.2-cd20"}
+    engine = store.connect(f"sqlite:///{tmp_path / 'oxeo.db'}")
+    (run,) = store.model_runs(engine)
+    assert run["model"] == "mndwi-v1-t-0.2-cd20"
+    assert run["parameters"]["model_params"] == {"threshold": -0.2}
+    ds = open_archive(stores_under(str(tmp_path / "archive"))[0])
+    done = ds["mask_mndwi-v1-t-0_2-cd20_done"].values  # the archive spells '.' in a key as '_'
+    assert done.size == len(rows) and (done == 1).all()

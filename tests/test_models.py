@@ -97,12 +97,17 @@ def test_mask_codes() -> None:
 def test_unknown_model_parameter_is_an_input_error() -> None:
     with pytest.raises(InputError) as exc:
         get_model("pekel", threshold=0.1)
-    assert exc.value.parameter == "model" and "threshold" in str(exc.value)
+    assert exc.value.parameter == "model_params"
+    assert "'pekel' takes no parameters, got threshold" in str(exc.value)
+    with pytest.raises(InputError) as exc:
+        get_model("mndwi", thresh=0.1)
+    assert exc.value.parameter == "model_params" and "takes threshold, got thresh" in str(exc.value)
 
 
 def test_registry_keys() -> None:
-    assert sorted(MODELS) == ["mndwi", "mndwi-lu", "ndwi", "pekel", "pekel-sr", "pekel-sr-lu"]
-    assert get_model("pekel").key == "pekel-v1"
+    assert sorted(MODELS) == ["mndwi", "mndwi-lu", "ndwi", "pekel", "pekel-sr", "pekel-sr-lu", "pekel-toa"]
+    assert get_model("pekel").key == "pekel-v2"
+    assert get_model("pekel-toa").key == "pekel-toa-v1"
     assert get_model("pekel-sr").key == "pekel-sr-v1"
     assert get_model("mndwi-lu").key == "mndwi-lu-v1"
     assert get_model("mndwi-lu", threshold=-0.1).key == "mndwi-lu-v1-t-0.1"
@@ -122,7 +127,7 @@ def test_unknown_model() -> None:
         get_model("cnn")
     assert exc.value.parameter == "model"
     assert "'cnn'" in str(exc.value)
-    assert "mndwi, mndwi-lu, ndwi, pekel, pekel-sr, pekel-sr-lu" in str(exc.value)
+    assert "mndwi, mndwi-lu, ndwi, pekel, pekel-sr, pekel-sr-lu, pekel-toa" in str(exc.value)
 
 
 def test_band_for_roles() -> None:
@@ -476,6 +481,41 @@ def test_mndwi_lu_on_a_sentinel2_slice_with_nodata_saturation_and_cloud() -> Non
     np.testing.assert_array_equal(mask, expected)
 
 
+def test_shoreline_refinement_stage_on_any_model() -> None:
+    from oxeo_flows.models.registry import (
+        CloudDilated,
+        ShorelineUnmixing,
+        pipeline_model,
+        with_cloud_dilation,
+        with_shoreline_refinement,
+    )
+
+    # keys: "-lu" after the model key, before the cloud dilation; no-op for models that already refine
+    assert pipeline_model("mndwi").key == "mndwi-v1-lu"
+    assert pipeline_model("mndwi", shoreline_refinement=False).key == "mndwi-v1"
+    assert pipeline_model("pekel", cloud_dilation_m=40).key == "pekel-v2-lu-cd40"
+    assert pipeline_model("mndwi-lu").key == "mndwi-lu-v1"
+    assert pipeline_model("pekel-sr-lu", cloud_dilation_m=20).key == "pekel-sr-lu-v1-cd20"
+    dilated = with_cloud_dilation(get_model("ndwi"), 20)
+    refined = with_shoreline_refinement(dilated)
+    assert isinstance(refined, CloudDilated) and isinstance(refined.inner, ShorelineUnmixing)
+    assert refined.key == "ndwi-v1-lu-cd20" and refined.accepts_valid
+    assert with_shoreline_refinement(dilated, enabled=False) is dilated
+    with pytest.raises(InputError) as exc:
+        pipeline_model("cnn")
+    assert exc.value.parameter == "model"
+    # behaviour: the same mixed-shore slice as above, textbook mndwi refined = mndwi-lu there (no snow)
+    water = {"green": 0.055, "swir16": 0.006, "nir": 0.015}
+    veg = {"green": 0.07, "swir16": 0.20, "nir": 0.35}
+    mixed = {k: 0.6 * water[k] + 0.4 * veg[k] for k in water}
+    row = [s2_pixel(6, water)] * 4 + [s2_pixel(5, mixed)] + [s2_pixel(4, veg)] * 4
+    data = np.asarray([row] * 9, dtype=np.uint16).transpose(2, 0, 1)
+    plain = predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, get_model("mndwi"))
+    staged = predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, pipeline_model("mndwi"))
+    assert plain[:, 4].tolist() == [0] * 9 and staged[:, 4].tolist() == [1] * 9
+    np.testing.assert_array_equal(np.delete(staged, 4, axis=1), np.delete(plain, 4, axis=1))
+
+
 def run_s2_2d(data: np.ndarray, model: str) -> np.ndarray:
     return predict_slice(data, S2.bands, S2_SCALE, S2_OFFSET, S2, get_model(model))
 
@@ -528,7 +568,8 @@ def test_pekel_sr_keeps_dark_surface_reflectance_water() -> None:
     water = {"clear water", "dark water", "turbid water"}
     sr = classify_spectra("pekel-sr")
     assert sr == {k: k in water for k in SR_SPECTRA}
-    toa_rules = classify_spectra("pekel")  # the unchanged rules reject clear and dark SR water
+    assert classify_spectra("pekel") == sr  # pekel v2 is the same computation
+    toa_rules = classify_spectra("pekel-toa")  # the unchanged rules reject clear and dark SR water
     assert toa_rules == {k: k == "turbid water" for k in SR_SPECTRA}
 
 

@@ -385,10 +385,10 @@ def reflectance(values: tuple[float, ...], **over: float) -> dict[str, np.ndarra
 
 
 def test_registry_model() -> None:
-    assert "pekel" in MODELS
-    model = get_model("pekel")
+    assert "pekel-toa" in MODELS
+    model = get_model("pekel-toa")
     assert isinstance(model, PekelModel)
-    assert (model.name, model.version, model.key) == ("pekel", "1", "pekel-v1")
+    assert (model.name, model.version, model.key) == ("pekel-toa", "1", "pekel-toa-v1")
     assert model.roles == ("blue", "green", "red", "nir", "swir16", "swir22")
     assert PekelModel(clip_reflectance=False).key == "pekel-v1-noclip"
 
@@ -408,6 +408,21 @@ def test_model_matches_pekel_classify(fx: dict[str, np.ndarray]) -> None:
     assert np.array_equal(raw, fx["expected_without_thermal"] == 1)
     clipped = [np.clip(b, 0.0, 1.0) for b in bands(fx)]
     assert np.array_equal(PekelModel().classify(refl), pekel_classify(*clipped) == 1)
+
+
+def test_registered_pekel_is_the_rule_table_on_toa_like_reflectance(fx: dict[str, np.ndarray]) -> None:
+    """`pekel` v2 = the exact rule table applied to `toa_like` of the clamped surface reflectance."""
+    from oxeo_flows.models.pekel import PekelSRModel, toa_like
+
+    roles = ("blue", "green", "red", "nir", "swir16", "swir22")
+    model = get_model("pekel")
+    assert isinstance(model, PekelSRModel) and model.key == "pekel-v2"
+    refl = dict(zip(roles, bands(fx), strict=True))
+    toa = toa_like({r: np.clip(v, 0.0, 1.0) for r, v in refl.items()})
+    expected = pekel_classify(*(toa[r] for r in roles)) == 1
+    got = model.classify(refl)
+    assert np.array_equal(got, expected)
+    assert 0 < got.sum() < got.size  # both classes occur: the comparison is not vacuous
 
 
 def s2_dn(refl: float) -> int:

@@ -210,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from oxeo_flows import graph, pipeline, store
     from oxeo_flows.flows import FLOWS, secrets
-    from oxeo_flows.settings import load_settings
+    from oxeo_flows.settings import flow_overrides, load_settings
 
     if args.flow not in FLOWS:
         raise InputError("FLOW", f"unknown flow {args.flow!r}; expected one of {', '.join(FLOWS)}")
@@ -225,16 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("--param", f"missing required parameter(s): {', '.join(missing)}")
     # Validate everything up front so bad input fails fast and writes nothing.
     _check_catalog_token(params.get("catalog_token"))
-    settings = secrets.resolve_settings(
-        load_settings(
-            catalog=params.get("catalog"),
-            catalog_token=params.get("catalog_token"),
-            storage=params.get("storage"),
-            database_url=params.get("database_url"),
-            window=params.get("window"),
-            tile_size_m=params.get("tile_size_m"),
-        )
-    )
+    settings = secrets.resolve_settings(load_settings(**flow_overrides(params)))
     _preflight_database(settings.database_url)
     request = pipeline.build_request(
         params["aoi"],
@@ -244,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params.get("model", "mndwi"),
         settings,
         store.aoi_lookup(settings.database_url),
+        model_params=params.get("model_params"),
     )
     # Hand the flow the dates as validated here: pydantic would read `start_date=20240101` (JSON
     # number) as a Unix time and fail only after starting Prefect.
@@ -392,12 +384,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def _request_graph(flow: str, params: dict[str, Any]) -> Any:
     from oxeo_flows import graph, pipeline, store
-    from oxeo_flows.settings import load_settings
+    from oxeo_flows.settings import flow_overrides, load_settings
     from oxeo_flows.tiling import tiles_for_geometry
 
-    settings = load_settings(
-        catalog=params.get("catalog"), storage=params.get("storage"), database_url=params.get("database_url")
-    )
+    settings = load_settings(**{**flow_overrides(params), "catalog_token": None})
     req = pipeline.build_request(
         params.get("aoi"),
         params.get("start_date"),
@@ -406,6 +396,7 @@ def _request_graph(flow: str, params: dict[str, Any]) -> Any:
         params.get("model", "mndwi"),
         settings,
         store.aoi_lookup(settings.database_url),
+        model_params=params.get("model_params"),
     )
     units: list[Any] = []
     if "extract" in graph.STEPS[flow]:

@@ -7,7 +7,8 @@ inside. The same calls run from a notebook, a test, a benchmark or another orche
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,8 +23,8 @@ from oxeo_flows.catalog import Scene, scenes_for, search_items
 from oxeo_flows.constellations import Constellation, get_constellation, parse_constellations
 from oxeo_flows.errors import InputError
 from oxeo_flows.extract import ReadPolicy, load_day
-from oxeo_flows.models import WaterModel, get_model, predict_slice
-from oxeo_flows.models.registry import with_cloud_dilation
+from oxeo_flows.models import WaterModel, predict_slice
+from oxeo_flows.models.registry import pipeline_model
 from oxeo_flows.planning import Plan, WorkUnit, plan_extraction
 from oxeo_flows.settings import Settings, load_settings
 from oxeo_flows.tiling import Tile, tiles_for_geometry
@@ -70,6 +71,22 @@ def _as_date(value: Any, name: str) -> date:
     raise InputError(name, f"expected an ISO date YYYY-MM-DD, got {value!r}")
 
 
+def _model_params(params: Any) -> dict[str, float]:
+    """`params` as {name: float}, or `InputError('model_params')` unless a mapping of names to numbers."""
+    if params is None:
+        return {}
+    ok = isinstance(params, Mapping) and all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in params.items()
+    )
+    if not ok:
+        raise InputError(
+            "model_params",
+            f'expected an object of parameter names to numbers, e.g. {{"threshold": -0.1}}, got {params!r}',
+        )
+    return {k: float(v) for k, v in params.items()}
+
+
 def build_request(
     aoi: Any,
     start_date: Any,
@@ -79,8 +96,12 @@ def build_request(
     settings: Settings,
     lookup: Callable[[list[str]], list[AOI]] | None = None,
     repair: bool = False,
+    model_params: Mapping[str, Any] | None = None,
 ) -> Request:
-    """Validate every parameter before anything is written; raise `InputError` naming the first bad one."""
+    """Validate every parameter before anything is written; raise `InputError` naming the first bad one.
+
+    The water model is `pipeline_model(model, **model_params)` with the settings' shoreline refinement
+    and cloud dilation."""
     start = _as_date(start_date, "start_date")
     end = _as_date(end_date, "end_date")
     if end < start:
@@ -98,7 +119,9 @@ def build_request(
     consts = tuple(parse_constellations(constellations))
     if not isinstance(model, str):
         raise InputError("model", f"expected a model name (a string), got {model!r}")
-    water_model = with_cloud_dilation(get_model(model), settings.cloud_dilation_m)
+    water_model = pipeline_model(
+        model, settings.shoreline_refinement, settings.cloud_dilation_m, **_model_params(model_params)
+    )
     aois = tuple(parse_aoi(aoi, lookup=lookup, repair=repair))
     size, most = settings.tile_size_m, settings.max_tiles_per_run
     too_many = f"at most {most} per run are allowed (setting max_tiles_per_run, env OXEO_MAX_TILES_PER_RUN)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     min_hole_m2: float = Field(3125.0, ge=0)
     max_invalid_fraction: float = Field(0.10, ge=0, le=1)
     cloud_dilation_m: float = Field(0.0, ge=0, description="dilate cloud/shadow masks by this many metres")
+    shoreline_refinement: bool = Field(
+        True, description="re-decide shoreline pixels by their water fraction (model key + '-lu')"
+    )
     source_retries: int = Field(3, ge=0)
     source_http_retries: int = Field(
         3, ge=0, description="GDAL retries of one HTTP request to a source on 429/5xx/timeout"
@@ -196,6 +200,24 @@ def _source(field: str, overrides: dict[str, Any]) -> str:
     if field not in overrides and env in os.environ:
         return f" from {env}"
     return ""
+
+
+# Flow parameters that override the setting of the same name (None: keep the configured value).
+FLOW_SETTING_PARAMS = (
+    "catalog",
+    "catalog_token",
+    "storage",
+    "database_url",
+    "window",
+    "tile_size_m",
+    "cloud_dilation_m",
+    "shoreline_refinement",
+)
+
+
+def flow_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The setting overrides among a flow's parameters (`FLOW_SETTING_PARAMS`)."""
+    return {k: params.get(k) for k in FLOW_SETTING_PARAMS}
 
 
 def load_settings(**overrides: Any) -> Settings:

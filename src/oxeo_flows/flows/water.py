@@ -32,7 +32,7 @@ from oxeo_flows.flows.runners import default_task_runner
 from oxeo_flows.flows.tasks import aoi_timeseries_task, extract_unit_task, predict_archive_task
 from oxeo_flows.planning import WorkUnit
 from oxeo_flows.plot import timeseries_png
-from oxeo_flows.settings import Settings, load_settings
+from oxeo_flows.settings import Settings, flow_overrides, load_settings
 
 AoiParam = str | dict[str, Any] | list[str]
 
@@ -62,14 +62,7 @@ class _Context:
                 "store the token with `oxeo-flows secrets set NAME`)",
             )
         self.settings: Settings = secrets.resolve_settings(
-            load_settings(
-                catalog=params.get("catalog"),
-                catalog_token=token,
-                storage=params.get("storage"),
-                database_url=params.get("database_url"),
-                window=params.get("window"),
-                tile_size_m=params.get("tile_size_m"),
-            )
+            load_settings(**{**flow_overrides(params), "catalog_token": token})
         )
         self.request = pipeline.build_request(
             params["aoi"],
@@ -79,6 +72,7 @@ class _Context:
             params["model"],
             self.settings,
             store.aoi_lookup(self.settings.database_url),
+            model_params=params.get("model_params"),
         )
         # Validation done: only now touch the database, starting with the run's own record.
         self.engine = store.connect(self.settings.database_url)
@@ -318,12 +312,16 @@ _COMMON_DOC = """
         start_date: first acquisition day (UTC), inclusive.
         end_date: last acquisition day (UTC), inclusive.
         constellations: 'sentinel-2', 'landsat-5/7/8/9', a list or a comma-separated string.
-        model: water model from the registry (mndwi, ndwi, pekel, pekel-sr, mndwi-lu, pekel-sr-lu).
+        model: water model from the registry (mndwi, ndwi, pekel, pekel-toa, pekel-sr, mndwi-lu,
+            pekel-sr-lu).
+        model_params: the model's parameters, e.g. {"threshold": -0.1} for mndwi/ndwi (part of the key).
         catalog: STAC API URL or static catalog path (default: settings).
         storage: archive root, any fsspec URL (default: settings).
         database_url: SQLAlchemy URL of the results database (default: settings).
         window: extraction window per task: month, quarter or year (default: settings).
         tile_size_m: UTM tile side in metres (default: settings).
+        cloud_dilation_m: dilate cloud/shadow masks by this many metres (default: settings, 0).
+        shoreline_refinement: re-decide shoreline pixels by water fraction (default: settings, on).
         catalog_token: 'secret:<block name>' of a bearer token for STAC APIs that need one.
         (`database_url` may also be a 'secret:<block name>' reference.)
 """
@@ -336,11 +334,14 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
         end_date: date,
         constellations: list[str] | str = "sentinel-2",
         model: str = "mndwi",
+        model_params: dict[str, float] | None = None,
         catalog: str | None = None,
         storage: str | None = None,
         database_url: str | None = None,
         window: str | None = None,
         tile_size_m: int | None = None,
+        cloud_dilation_m: float | None = None,
+        shoreline_refinement: bool | None = None,
         catalog_token: str | None = None,
     ) -> dict[str, Any]:
         ctx = _Context(
@@ -349,11 +350,14 @@ def _flow(name: str, steps: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
             end_date=end_date,
             constellations=constellations,
             model=model,
+            model_params=model_params,
             catalog=catalog,
             storage=storage,
             database_url=database_url,
             window=window,
             tile_size_m=tile_size_m,
+            cloud_dilation_m=cloud_dilation_m,
+            shoreline_refinement=shoreline_refinement,
             catalog_token=catalog_token,
         )
         counts: dict[str, Any] = {}
