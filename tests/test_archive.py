@@ -176,3 +176,40 @@ def test_times_must_be_timezone_aware(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timezone"):
         arc.write_slice(_slice(1), naive)
     assert not arc.exists()
+
+
+def test_a_store_keeps_the_band_list_it_was_created_with(tmp_path: Path) -> None:
+    """A Landsat store made before the thermal band existed goes on with its 7 bands: extraction writes
+    7-band slices into it and prediction indexes its bands by name."""
+    from dataclasses import replace
+
+    from oxeo_flows.models import get_model
+    from oxeo_flows.pipeline import predict_archive
+
+    old = replace(L8, bands=tuple(b for b in L8.bands if b != "lwir11"), thermal_band=None)
+    assert len(old.bands) == 7 and len(L8.bands) == 8
+    tile = Tile(33, False, 10_000, 49, 499)
+    meta = SliceMeta(
+        time=datetime(2024, 3, 10, 9, 50, tzinfo=UTC),
+        solar_day=date(2024, 3, 10),
+        item_ids=("LC08_old",),
+        processing_baseline=None,
+        scale=tuple(1.0 if b == "qa_pixel" else 2.75e-5 for b in old.bands),
+        offset=tuple(0.0 if b == "qa_pixel" else -0.2 for b in old.bands),
+        valid_fraction=1.0,
+    )
+    arc_old = Archive(str(tmp_path), tile, old)
+    shape = arc_old.geobox.shape
+    data = np.full((7, *shape), round((0.05 + 0.2) / 2.75e-5), np.uint16)  # reflectance 0.05
+    data[old.bands.index("green")] = round((0.08 + 0.2) / 2.75e-5)  # MNDWI > 0: water
+    data[old.bands.index("qa_pixel")] = 21952  # clear, water
+    assert arc_old.write_slice(data, meta) == 0
+    arc = Archive(str(tmp_path), tile, L8)  # today's constellation, same store
+    assert arc.bands == old.bands
+    nxt = replace(meta, time=meta.time.replace(day=26), solar_day=date(2024, 3, 26))
+    assert arc.write_slice(data, nxt) == 1
+    with pytest.raises(ValueError, match="slice must be uint16"):
+        arc.write_slice(np.zeros((8, *shape), np.uint16), replace(nxt, solar_day=date(2024, 4, 11)))
+    assert Archive(str(tmp_path / "new"), tile, L8).bands == L8.bands  # a new store: all 8
+    assert predict_archive(tile.id, "landsat-8", get_model("mndwi"), str(tmp_path)) == 2
+    assert (arc.read_mask("mndwi-v1", 0) == 1).all() and (arc.read_mask("mndwi-v1", 1) == 1).all()

@@ -524,3 +524,33 @@ def test_search_item_json_is_not_a_catalog(tmp_path: Path) -> None:
         search_items(str(path), AOI, START, END, ["sentinel-2-l2a"])
     assert exc.value.parameter == "catalog"
     assert "Item" in str(exc.value)
+
+
+def test_landsat_surface_temperature_band_is_optional_with_its_own_scaling() -> None:
+    """C2 ST: `lwir11` (ST_B10) on Landsat 8/9, `lwir` (ST_B6) on 5/7; kelvin = DN x 0.00341802 + 149;
+    scale/offset from raster:bands when declared; absent on L2SR scenes (no error, no asset)."""
+    L5 = CONSTELLATIONS["landsat-5"]
+    assert L8.thermal_band == "lwir11" and L5.thermal_band == "lwir"
+    assert L8.bands[-2:] == ("lwir11", "qa_pixel")
+    assert L8.required_bands == (*L8.reflectance_bands, "qa_pixel")
+    assert "lwir11" not in L8.reflectance_bands and CONSTELLATIONS["sentinel-2"].optional_bands == ()
+
+    def with_st(item: pystac.Item, key: str, raster: list[dict[str, Any]] | None) -> pystac.Item:
+        extra: dict[str, Any] = {
+            "proj:shape": [7801, 7681],
+            "proj:transform": [30.0, 0.0, 399885.0, 0.0, -30.0, 5100015.0],
+        }
+        if raster is not None:
+            extra["raster:bands"] = raster
+        item.add_asset(key, pystac.Asset(href=f"{BASE}/{key}.tif", extra_fields=extra))
+        return item
+
+    declared = [{"nodata": 0, "scale": 0.004, "offset": 150.0, "unit": "kelvin"}]
+    a = scene_from_item(with_st(ls_item(), "lwir11", declared), L8).assets["lwir11"]
+    assert (a.scale, a.offset, a.nodata) == (0.004, 150.0, 0.0)
+    b = scene_from_item(with_st(ls_item(), "ST_B10", None), L8).assets["lwir11"]  # USGS key, defaults
+    assert (b.scale, b.offset) == (0.00341802, 149.0)
+    tm = ls_item("LT05_L2SP_190028_20000310_20200901_02_T1", platform="landsat-5")
+    c = scene_from_item(with_st(tm, "lwir", None), L5).assets["lwir"]
+    assert (c.scale, c.offset) == (0.00341802, 149.0)
+    assert "lwir11" not in scene_from_item(ls_item(), L8).assets  # L2SR: no surface temperature

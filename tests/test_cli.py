@@ -25,11 +25,14 @@ FLOW_PARAMS = [
     "end_date",
     "constellations",
     "model",
+    "model_params",
     "catalog",
     "storage",
     "database_url",
     "window",
     "tile_size_m",
+    "cloud_dilation_m",
+    "shoreline_refinement",
     "catalog_token",
 ]
 LAKE = {
@@ -386,7 +389,9 @@ def test_flows_lists_flows_and_parameters(capsys: pytest.CaptureFixture[str]) ->
         assert block[2] == "    end_date: date (required)"
         assert block[3] == "    constellations: list[str] | str (default 'sentinel-2')"
         assert block[4] == "    model: str (default 'mndwi')"
-        assert block[9] == "    tile_size_m: int | None (default None)"
+        assert block[5] == "    model_params: dict[str, float] | None (default None)"
+        assert block[10] == "    tile_size_m: int | None (default None)"
+        assert block[12] == "    shoreline_refinement: bool | None (default None)"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -146,3 +146,43 @@ def test_missing_local_file_fails_at_once_naming_band_and_path(tmp_path: Path) -
         f"scene a band red: cannot read {tmp_path / 'gone.tif'} after 1 attempt(s): "
     )
     assert SOURCE_RETRIES.value == retries  # local files are not retried (no 60 s sleep either)
+
+
+def test_optional_band_missing_from_a_scene_stays_no_data(tmp_path: Path) -> None:
+    """An optional band (Landsat's thermal, here S2's nir08 declared optional) that one scene of the day
+    lacks comes from the scene that has it; a day where none has it keeps it 0 with NaN scale/offset;
+    the valid fraction counts the required bands only."""
+    from dataclasses import replace
+
+    opt = replace(S2, thermal_band="nir08")
+    assert opt.optional_bands == ("nir08",) and "nir08" not in opt.required_bands
+    ni = opt.bands.index("nir08")
+    s1, _ = make_s2_scene(tmp_path / "1", "s1", T0)
+    s1 = replace(s1, assets={k: v for k, v in s1.assets.items() if k != "nir08"})
+    s2, arr2 = make_s2_scene(tmp_path / "2", "s2", T0.replace(second=2), seed=1, dn_offset=0)
+    gb = TILE.geobox(10)
+    both = load_day([s1, s2], opt, gb)
+    full = load_day([s2], opt, gb)
+    np.testing.assert_array_equal(both.data[ni], full.data[ni])  # nir08 only from s2
+    assert both.meta.scale[ni] == s2.assets["nir08"].scale and both.meta.offset[ni] == 0.0
+    gi = opt.bands.index("green")
+    assert both.meta.offset[gi] == pytest.approx(-0.1)  # the day's first scene (s1) sets the others
+    alone = load_day([s1], opt, gb)
+    assert not alone.data[ni].any()
+    assert np.isnan(alone.meta.scale[ni]) and np.isnan(alone.meta.offset[ni])
+    assert alone.meta.valid_fraction == pytest.approx(120 * 120 / 1_000_000)
+    with pytest.raises(ValueError, match=r"lack required band\(s\) \['nir08'\]"):
+        load_day([s1], S2, gb)  # where nir08 is required
+
+
+def test_bands_parameter_reads_only_the_archive_bands(tmp_path: Path) -> None:
+    scene, _ = make_s2_scene(tmp_path, "a", T0)
+    gb = TILE.geobox(10)
+    old = tuple(b for b in S2.bands if b != "nir08")  # e.g. a store created before nir08 was added
+    before = SOURCE_READS.value
+    out = load_day([scene], S2, gb, bands=old)
+    assert SOURCE_READS.value - before == len(old)
+    ref = load_day([scene], S2, gb)
+    keep = [S2.bands.index(b) for b in old]
+    np.testing.assert_array_equal(out.data, ref.data[keep])
+    assert out.meta.scale == tuple(ref.meta.scale[i] for i in keep)

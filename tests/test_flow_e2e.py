@@ -190,10 +190,30 @@ def test_incremental_runs_in_both_directions_equal_one_full_run(sample: Path, tm
 
 def test_pekel_model_on_sentinel2_and_landsat8(sample: Path, tmp_path: Path) -> None:
     extra = ("--param", "constellations=sentinel-2,landsat-8", "--param", "model=pekel")
-    _cli(_run(sample, tmp_path, "2024-03-01", "2024-04-30", *extra))
+    _cli(_run(sample, tmp_path, "2024-03-01", "2024-06-30", *extra))
     rows = _export(tmp_path)
     assert {r["constellation"] for r in rows} == {"sentinel-2", "landsat-8"}
     assert {r["model"] for r in rows} == {"pekel-v2-lu"}  # shoreline refinement is on by default
+    # Landsat's surface temperature is extracted (kelvin) where the scene has it; the L2SR scene of
+    # 2024-06-17 has none: its band is all no data and its scale NaN
+    from oxeo_flows.sample_data import ST_CLOUD_K, ST_LAND_K, ST_WATER_K
+
+    stores = [p for p in stores_under(str(tmp_path / "archive")) if p.endswith("landsat-8.zarr")]
+    assert stores
+    seen = set()
+    for path in stores:
+        ds = open_archive(path)
+        ti = list(ds["band"].values).index("lwir11")
+        for k, day in enumerate(ds["solar_day"].values.astype("datetime64[D]").astype(str)):
+            seen.add(day)
+            dn = ds["data"].values[k, ti]
+            scale, offset = float(ds["scale"].values[k, ti]), float(ds["offset"].values[k, ti])
+            if day == "2024-06-17":
+                assert not dn.any() and np.isnan(scale)
+                continue
+            kelvin = np.unique(np.round(dn[dn > 0] * scale + offset, 1))
+            assert set(kelvin) <= {ST_WATER_K, ST_LAND_K, ST_CLOUD_K} and ST_WATER_K in kelvin
+    assert {"2024-04-14", "2024-06-17"} <= seen
     truth = {(r["constellation"], r["solar_day"]): r for r in csv.DictReader((sample / "truth.csv").open())}
     usable = [r for r in rows if r["usable"] == "True"]
     assert {r["constellation"] for r in usable} == {"sentinel-2", "landsat-8"}

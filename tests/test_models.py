@@ -16,8 +16,8 @@ S2 = CONSTELLATIONS["sentinel-2"]
 L8 = CONSTELLATIONS["landsat-8"]
 S2_SCALE = [1e-4] * 7 + [1.0]
 S2_OFFSET = [-0.1] * 7 + [0.0]
-LS_SCALE = [2.75e-5] * 6 + [1.0]
-LS_OFFSET = [-0.2] * 6 + [0.0]
+LS_SCALE = [2.75e-5] * 6 + [0.00341802, 1.0]  # SR bands, lwir11 (kelvin), qa_pixel
+LS_OFFSET = [-0.2] * 6 + [149.0, 0.0]
 
 
 def s2_dn(reflectance: float) -> int:
@@ -59,6 +59,7 @@ def ls_pixel(green: float, swir16: float, nir08: float, qa: int) -> list[int]:
         "nir08": ls_dn(nir08),
         "swir16": ls_dn(swir16),
         "swir22": ls_dn(0.10),
+        "lwir11": 0,  # no surface temperature (an L2SR scene)
         "qa_pixel": qa,
     }
     return [values[b] for b in L8.bands]
@@ -574,7 +575,6 @@ def test_pekel_sr_keeps_dark_surface_reflectance_water() -> None:
 
 
 def test_pekel_sr_thermal_optional_role() -> None:
-    from dataclasses import replace
 
     # a turbid-like pixel that only the thermal keep-region (264-310 K) decides, not the clouds region
     refl = {
@@ -587,7 +587,7 @@ def test_pekel_sr_thermal_optional_role() -> None:
     assert m.classify({**refl, "thermal": np.array([310.0])}).tolist() == [False]  # strict
     assert m.classify({**refl, "thermal": np.array([np.nan])}).tolist() == [True]  # missing: as absent
     # through predict_slice: read only when the archive has the thermal band (C2 ST scaling, DN 0 = missing)
-    l8t = replace(L8, bands=(*L8.bands[:-1], "lwir11", "qa_pixel"))
+    old = tuple(b for b in L8.bands if b != "lwir11")  # a store made before the thermal band
 
     def pixel(thermal_dn: int) -> list[int]:
         values = [ls_dn(v) for v in (0.088, 0.155, 0.10, 0.018, 0.015, 0.029)]
@@ -595,9 +595,9 @@ def test_pekel_sr_thermal_optional_role() -> None:
 
     st = [round((t - 149.0) / 0.00341802) for t in (290.0, 250.0)]
     data = stack([pixel(st[0]), pixel(st[1]), pixel(0)])
-    mask = predict_slice(
-        data, l8t.bands, LS_SCALE[:-1] + [0.00341802, 1.0], LS_OFFSET[:-1] + [149.0, 0.0], l8t, m
-    )
+    mask = predict_slice(data, L8.bands, LS_SCALE, LS_OFFSET, L8, m)
     assert mask.tolist() == [[1, 0, 1]]
     plain = stack([[*pixel(0)[:6], QA_CLEAR_WATER]])  # an archive without the band: no thermal test
-    assert predict_slice(plain, L8.bands, LS_SCALE, LS_OFFSET, L8, m).tolist() == [[1]]
+    cut = [i for i, b in enumerate(L8.bands) if b != "lwir11"]
+    scale, offset = [LS_SCALE[i] for i in cut], [LS_OFFSET[i] for i in cut]
+    assert predict_slice(plain, old, scale, offset, L8, m).tolist() == [[1]]

@@ -140,7 +140,16 @@ def test_catalog_structure(items: dict[str, list[pystac.Item]]) -> None:
     s2_keys = {"blue", "green", "red", "nir", "nir08", "swir16", "swir22", "scl"}
     assert all(set(it.assets) == s2_keys for it in items[S2])
     ls_keys = {"blue", "green", "red", "nir08", "swir16", "swir22", "qa_pixel"}
-    assert all(set(it.assets) == ls_keys for it in items[LS])
+    # surface temperature on L2SP scenes; the L2SR scene (surface reflectance only) lacks it
+    extra = sorted(
+        (it.properties["landsat:correction"], sorted(set(it.assets) - ls_keys)) for it in items[LS]
+    )
+    assert extra == [("L2SP", ["lwir11"])] * 3 + [("L2SR", [])]
+    assert all(ls_keys <= set(it.assets) for it in items[LS])
+    st = (
+        next(it for it in items[LS] if "lwir11" in it.assets).assets["lwir11"].extra_fields["raster:bands"][0]
+    )
+    assert (st["scale"], st["offset"], st["unit"]) == (0.00341802, 149.0, "kelvin")
     assert Counter(it.properties["platform"] for it in items[LS]) == {
         "landsat-8": 2,
         "landsat-9": 2,

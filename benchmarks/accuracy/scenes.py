@@ -783,6 +783,10 @@ def observe(g: Ground, constellation: str, seed: int) -> Observation:
         offset = tuple([LS_OFFSET] * len(refl) + [0.0])
     assert const.bands[-1] == const.qa_band
     data = np.concatenate([dn, qa[None]]).astype(np.uint16)
+    if const.thermal_band is not None:  # surface temperature is not simulated: absent (DN 0), as on L2SR
+        i = const.bands.index(const.thermal_band)
+        data = np.insert(data, i, 0, axis=0)
+        scale, offset = (*scale[:i], math.nan, *scale[i:]), (*offset[:i], math.nan, *offset[i:])
     frac = block_mean(g.water, k)
     return Observation(
         scene_id=g.scene_id,

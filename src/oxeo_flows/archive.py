@@ -115,7 +115,20 @@ class Archive:
         self.constellation = constellation
         self.path = archive_path(storage, tile.id, constellation.name)
         self.geobox = tile.geobox(constellation.resolution_m, constellation.grid_anchor_m)
-        self.bands = constellation.bands
+        self._bands: tuple[str, ...] | None = None
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The store's band list (its `bands` attribute), else the constellation's for a new store.
+
+        A store keeps the bands it was created with: one made before a band was added to the
+        constellation (e.g. Landsat's thermal band) goes on without it, and readers index by name.
+        """
+        if self._bands is None:
+            if not self.exists():
+                return self.constellation.bands
+            self._bands = tuple(str(b) for b in self._group().attrs["bands"])  # type: ignore[union-attr]
+        return self._bands
 
     # ---------------------------------------------------------------- reading
     def exists(self) -> bool:

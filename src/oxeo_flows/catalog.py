@@ -10,7 +10,9 @@ Radiometry (reflectance = DN x scale + offset, after the nodata test):
   the BOA_ADD_OFFSET subtracted. Rule: `earthsearch:boa_offset_applied` true -> DN offset 0; else
   `s2:processing_baseline` >= 04.00 -> DN offset -1000; else 0. The reflectance offset recorded is
   DN offset x scale (so -0.1 or 0).
-- Landsat Collection 2 Level-2: scale/offset from `raster:bands` (defaults 2.75e-5 and -0.2).
+- Landsat Collection 2 Level-2: scale/offset from `raster:bands` (defaults 2.75e-5 and -0.2); the
+  surface-temperature band (`lwir11`/`lwir`, kelvin) defaults to 0.00341802 and 149.0 and is optional:
+  scenes processed to surface reflectance only (L2SR) lack it.
 - Classification bands (SCL, QA_PIXEL): scale 1, offset 0, never resampled other than nearest.
 """
 
@@ -35,6 +37,8 @@ S2_DEFAULT_SCALE = 1e-4
 S2_BOA_DN_OFFSET = -1000
 LANDSAT_SR_SCALE = 2.75e-5
 LANDSAT_SR_OFFSET = -0.2
+LANDSAT_ST_SCALE = 0.00341802  # C2 surface temperature: kelvin = DN x scale + offset
+LANDSAT_ST_OFFSET = 149.0
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,8 @@ def scene_from_item(item: pystac.Item, const: Constellation) -> Scene:
     assets: dict[str, AssetRef] = {}
     for band in const.bands:
         found = _find_asset(item, const, band)
+        if found is None and band in const.optional_bands:
+            continue
         if found is None:
             raise InputError(
                 "catalog",
@@ -277,6 +283,9 @@ def scene_from_item(item: pystac.Item, const: Constellation) -> Scene:
         elif const.name == "sentinel-2":
             scale = float(rb.get("scale", S2_DEFAULT_SCALE))
             offset = dn_offset * scale
+        elif band == const.thermal_band:
+            scale = float(rb.get("scale", LANDSAT_ST_SCALE))
+            offset = float(rb.get("offset", LANDSAT_ST_OFFSET))
         else:
             scale = float(rb.get("scale", LANDSAT_SR_SCALE))
             offset = float(rb.get("offset", LANDSAT_SR_OFFSET))

@@ -3,6 +3,11 @@
 Band names are STAC `eo:bands` common names as used by Earth Search v1 asset keys. Each constellation's
 archive holds a fixed band list on a grid of `resolution_m`; classification bands (SCL, QA_PIXEL) are
 always resampled with nearest neighbour and carry no scale/offset.
+
+Optional bands may be missing from a scene and are then all 0 (no data) in its slice: Landsat's surface
+temperature (C2 ST: `lwir11` = ST_B10 on OLI/TIRS, `lwir` = ST_B6 on TM/ETM+; kelvin = DN x 0.00341802
++ 149.0), which USGS leaves out of scenes processed to surface reflectance only (L2SR). An archive
+created before a band was added keeps its own band list (`Archive.bands`).
 """
 
 from __future__ import annotations
@@ -23,12 +28,24 @@ class Constellation:
     bands: tuple[str, ...]
     qa_band: str
     grid_anchor_m: float = 0.0  # pixel edges at anchor + k * resolution (Landsat: 15 m)
+    thermal_band: str | None = None  # surface temperature (kelvin); optional: absent from some scenes
     # Aliases: archive band -> other asset keys / common names seen in catalogs (Earth Search v0, MPC, ...).
     aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def reflectance_bands(self) -> tuple[str, ...]:
-        return tuple(b for b in self.bands if b != self.qa_band)
+        """The surface-reflectance bands (not the QA or thermal band)."""
+        return tuple(b for b in self.bands if b not in (self.qa_band, self.thermal_band))
+
+    @property
+    def optional_bands(self) -> tuple[str, ...]:
+        """Bands a scene may lack (then all 0, no data, in its slice): the thermal band."""
+        return (self.thermal_band,) if self.thermal_band else ()
+
+    @property
+    def required_bands(self) -> tuple[str, ...]:
+        """The bands every scene must have (a pixel is valid when all of them are non-zero)."""
+        return tuple(b for b in self.bands if b not in self.optional_bands)
 
     def asset_candidates(self, band: str) -> tuple[str, ...]:
         """Asset keys to try, in order, for archive band `band`."""
@@ -52,9 +69,12 @@ _LANDSAT_ALIASES = (
     ("nir08", ("SR_B5", "nir", "B5")),
     ("swir16", ("SR_B6", "B6")),
     ("swir22", ("SR_B7", "B7")),
+    ("lwir11", ("ST_B10",)),
+    ("lwir", ("ST_B6",)),
     ("qa_pixel", ("QA_PIXEL", "qa")),
 )
-_LANDSAT_BANDS = ("blue", "green", "red", "nir08", "swir16", "swir22", "qa_pixel")
+_LANDSAT_SR = ("blue", "green", "red", "nir08", "swir16", "swir22")
+_LANDSAT_THERMAL = {5: "lwir", 7: "lwir", 8: "lwir11", 9: "lwir11"}  # C2 ST band per platform
 
 CONSTELLATIONS: dict[str, Constellation] = {
     "sentinel-2": Constellation(
@@ -72,9 +92,10 @@ CONSTELLATIONS: dict[str, Constellation] = {
             collections=("landsat-c2-l2",),
             platforms=(f"landsat-{n}",),
             resolution_m=30,
-            bands=_LANDSAT_BANDS,
+            bands=(*_LANDSAT_SR, _LANDSAT_THERMAL[n], "qa_pixel"),
             qa_band="qa_pixel",
             grid_anchor_m=15.0,
+            thermal_band=_LANDSAT_THERMAL[n],
             aliases=_LANDSAT_ALIASES,
         )
         for n in (5, 7, 8, 9)

@@ -361,6 +361,7 @@ def load_day(
     *,
     policy: ReadPolicy = DEFAULT_POLICY,
     tile_id: str | None = None,
+    bands: Sequence[str] | None = None,
 ) -> LoadedSlice:
     """Fuse the scenes of one solar day into one (band, y, x) uint16 slice on `geobox`.
 
@@ -369,19 +370,25 @@ def load_day(
     scene's convention so the slice has one exact (scale, offset) per band. Assets are read by
     `threads` threads (GDAL releases the GIL while decoding); the fusion order does not depend on it.
     Reads follow `policy`; when one asset cannot be read, reads not yet started are cancelled and its
-    `SourceError` (naming the scene, band, href and `tile_id`) is raised.
+    `SourceError` (naming the scene, band, href and `tile_id`) is raised. `bands` (default: the
+    constellation's) is the archive's band list; optional bands no scene has are 0 with NaN
+    scale/offset, and the valid fraction counts the required bands only.
     """
     if not scenes:
         raise ValueError("load_day needs at least one scene")
     ordered = sorted(scenes, key=lambda s: (s.datetime, s.id))
     first = ordered[0]
-    bands = constellation.bands
+    bands = constellation.bands if bands is None else tuple(bands)
     out = np.zeros((len(bands), *geobox.shape), dtype=np.uint16)
+    # per band, the first scene that has it sets the slice's (scale, offset); optional bands
+    # (`Constellation.optional_bands`) a scene lacks stay 0 (no data) there
+    refs = {b: next((s.assets[b] for s in ordered if b in s.assets), None) for b in bands}
 
     def read(job: tuple[Scene, int]) -> np.ndarray:
         scene, b = job
         band = bands[b]
-        asset, ref = scene.assets[band], first.assets[band]
+        asset, ref = scene.assets[band], refs[band]
+        assert ref is not None
         arr = read_asset(
             asset,
             geobox,
@@ -393,7 +400,10 @@ def load_day(
             arr = _shift_dn(arr, asset, ref, scene.id)
         return arr
 
-    jobs = [(scene, b) for scene in ordered for b in range(len(bands))]
+    missing = [b for b in bands if refs[b] is None and b not in constellation.optional_bands]
+    if missing:
+        raise ValueError(f"scenes {[s.id for s in ordered]} lack required band(s) {missing}")
+    jobs = [(scene, b) for scene in ordered for b in range(len(bands)) if bands[b] in scene.assets]
     pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs))))
     try:
         for (_, b), arr in zip(jobs, pool.map(read, jobs), strict=True):  # map keeps the fusion order
@@ -402,14 +412,15 @@ def load_day(
         pool.shutdown(wait=True, cancel_futures=True)  # a failed day reads nothing more
         raise
     pool.shutdown(wait=True)
-    valid = np.all(out != 0, axis=0)
+    required = [i for i, b in enumerate(bands) if b not in constellation.optional_bands]
+    valid = np.all(out[required] != 0, axis=0)
     meta = SliceMeta(
         time=first.datetime,
         solar_day=first.solar_day,
         item_ids=tuple(s.id for s in ordered),
         processing_baseline=first.processing_baseline,
-        scale=tuple(first.assets[b].scale for b in bands),
-        offset=tuple(first.assets[b].offset for b in bands),
+        scale=tuple(float("nan") if (r := refs[b]) is None else r.scale for b in bands),
+        offset=tuple(float("nan") if (r := refs[b]) is None else r.offset for b in bands),
         valid_fraction=float(valid.mean()),
     )
     return LoadedSlice(out, meta)

@@ -171,6 +171,7 @@ def extract_unit(
     archive = Archive(storage, Tile.from_id(unit.tile_id), const)
     summary = ExtractSummary(unit.name, days_planned=len(unit.days))
     done = archive.committed()
+    bands = archive.bands  # an existing store keeps the band list it was created with
     log.info("%s: %d solar days to extract into %s", unit.name, len(unit.days), archive.path)
 
     def record(slot: int | None, day: date) -> None:
@@ -189,7 +190,13 @@ def extract_unit(
                 summary.slices_skipped += 1
                 continue
             loaded = load_day(
-                day.scenes, const, archive.geobox, resampling, policy=policy, tile_id=unit.tile_id
+                day.scenes,
+                const,
+                archive.geobox,
+                resampling,
+                policy=policy,
+                tile_id=unit.tile_id,
+                bands=bands,
             )
             summary.scenes_read += len(day.scenes)
             if pending is not None:
@@ -209,7 +216,7 @@ def predict_archive(tile_id: str, constellation: str, model: WaterModel, storage
         if done:
             continue
         meta = archive.slice_meta(slot)
-        mask = predict_slice(archive.read_slice(slot), const.bands, meta.scale, meta.offset, const, model)
+        mask = predict_slice(archive.read_slice(slot), archive.bands, meta.scale, meta.offset, const, model)
         archive.write_mask(model.key, slot, mask)
         n += 1
     return n

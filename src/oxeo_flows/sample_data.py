@@ -431,12 +431,21 @@ def _s2_plan() -> list[_S2Plan]:
     return plans
 
 
+LANDSAT_SR_ONLY = datetime(2024, 6, 17, 9, 50, 0, tzinfo=UTC)  # an L2SR scene: no surface temperature
+# Surface temperature (kelvin) per class: open water ~288 K and land ~298 K in a mid-latitude spring
+# (Landsat C2 ST values over lakes and fields); cloud tops ~255 K (a few km up, -6.5 K/km lapse rate).
+ST_WATER_K, ST_LAND_K, ST_CLOUD_K = 288.0, 298.0, 255.0
+LS_ST_SCALE, LS_ST_OFFSET = 0.00341802, 149.0
+
+
 def _landsat_plan() -> list[_LandsatPlan]:
-    """Landsat items: 4 dates in 2024, two Landsat 8, two Landsat 9 (WRS-2 190/029 illustrative)."""
+    """Landsat items: 4 dates in 2024, two Landsat 8, two Landsat 9 (WRS-2 190/029 illustrative); the
+    last is processed to surface reflectance only (L2SR: no thermal asset)."""
     out = []
     for when, platform, clouds in LANDSAT:
         sensor = "LC08" if platform == "landsat-8" else "LC09"
-        out.append(_LandsatPlan(f"{sensor}_L2SP_190029_{when:%Y%m%d}_02_T1", when, platform, clouds))
+        level = "L2SR" if when == LANDSAT_SR_ONLY else "L2SP"
+        out.append(_LandsatPlan(f"{sensor}_{level}_190029_{when:%Y%m%d}_02_T1", when, platform, clouds))
     return out
 
 
@@ -924,7 +933,7 @@ def _write_landsat_item(
         "eo:cloud_cover": round(100.0 * float(np.count_nonzero(cloud)) / cloud.size, 4),
         "landsat:collection_category": "T1",
         "landsat:collection_number": "02",
-        "landsat:correction": "L2SP",
+        "landsat:correction": "L2SR" if plan.when == LANDSAT_SR_ONLY else "L2SP",
         "landsat:wrs_type": "2",
         "landsat:wrs_path": "190",
         "landsat:wrs_row": "029",
@@ -943,6 +952,21 @@ def _write_landsat_item(
             spatial_resolution=res,
         )
         item.add_asset(key, _asset(f"./{key}.tif", g30, band, raster, f"{name} - {key}"))
+    if plan.when != LANDSAT_SR_ONLY:
+        kelvin = np.where(water, ST_WATER_K, ST_LAND_K)
+        kelvin = np.where(cloud, ST_CLOUD_K, kelvin)
+        st = np.clip(np.rint((kelvin - LS_ST_OFFSET) / LS_ST_SCALE), 1, 65535).astype(np.uint16)
+        _write_cog(item_dir / "lwir11.tif", st, g30, 0)
+        raster = RasterBand.create(
+            nodata=0,
+            data_type=DataType.UINT16,
+            scale=LS_ST_SCALE,
+            offset=LS_ST_OFFSET,
+            spatial_resolution=100,
+            unit="kelvin",
+        )
+        st_band = ("lwir11", "ST_B10", 100, 10.9, -1)
+        item.add_asset("lwir11", _asset("./lwir11.tif", g30, st_band, raster, "ST_B10 - lwir11"))
     _write_cog(item_dir / "qa_pixel.tif", qa, g30, QA_FILL)
     raster = RasterBand.create(
         nodata=QA_FILL, data_type=DataType.UINT16, spatial_resolution=30, unit="bit index"
