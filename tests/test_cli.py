@@ -471,7 +471,7 @@ def test_export_csv(capsys: pytest.CaptureFixture[str], db_url: str, workdir: Pa
     assert first["valid_fraction"] == "0.95"
     assert first["usable"] == "True"
     assert first["solar_day"] == "2024-03-01"
-    assert first["model"] == "mndwi-v1-lu"
+    assert first["model"] == "mndwi-v1"
     assert first["pixel_size_m"] == "10.0"
     assert rows[3]["usable"] == "False"
     assert rows[3]["water_area_m2"] == "6300.0"
