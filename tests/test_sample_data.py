@@ -110,16 +110,18 @@ def _truth(sample: SampleData) -> list[dict[str, str]]:
 
 def test_determinism_overwrite_and_seed(sample: SampleData, tmp_path: Path) -> None:
     reference = _hashes(sample.root)
-    other = write_sample_data(tmp_path / "data", seed=1, include_landsat=False)
+    out = tmp_path / "sample.v2"  # a dot in the folder name: pystac would take it for a file name
+    other = write_sample_data(out, seed=1, include_landsat=False)
     other_hashes = _hashes(other.root)
     assert not any(p.startswith(LS) for p in other_hashes)
     common = set(reference) & set(other_hashes)
     assert any(reference[p] != other_hashes[p] for p in common if p.endswith(".tif"))
     # Overwriting an existing sample directory (different, then identical content) is byte-exact.
-    write_sample_data(tmp_path / "data", seed=0)
-    assert _hashes(tmp_path / "data") == reference
-    write_sample_data(tmp_path / "data", seed=0)
-    assert _hashes(tmp_path / "data") == reference
+    write_sample_data(out, seed=0)
+    assert _hashes(out) == reference
+    write_sample_data(out, seed=0)
+    assert _hashes(out) == reference
+    assert [p.name for p in tmp_path.iterdir()] == ["sample.v2"]  # nothing written beside it
 
 
 def test_total_size_below_6_mb(sample: SampleData) -> None:

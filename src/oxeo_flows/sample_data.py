@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import math
 import shutil
 from collections.abc import Sequence
@@ -790,7 +791,8 @@ def write_sample_data(
             truth.append(row)
         catalog.add_child(_collection(LANDSAT_COLLECTION, "Landsat Collection 2 Level-2", ls_items))
 
-    catalog.normalize_hrefs(str(root))
+    # a trailing separator: pystac takes a last component with a dot ("data.v2") for a file name
+    catalog.normalize_hrefs(str(root) + os.sep)
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
 
     aoi_ll = _to_lonlat(aoi_utm)
