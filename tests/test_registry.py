@@ -245,9 +245,16 @@ def test_migrating_a_0_1_database_keeps_its_rows(db_url: str) -> None:
             {"t": datetime(2024, 1, 2), "d": date(2024, 1, 2)},
         )
     assert migrate.current(engine) is None
+    # validation (the CLI's pre-flight, the flow's parameter check) reads the old schema without writing
+    tables = set(sa.inspect(engine).get_table_names())
+    (looked_up,) = store.aoi_lookup(db_url)(["old", "missing", "set:any"])
+    assert looked_up.id == "old" and looked_up.name == "Old lake"
+    assert looked_up.geometry.equals(box(30, 0, 30.1, 0.1))
+    assert migrate.current(engine) is None and set(sa.inspect(engine).get_table_names()) == tables
     engine.dispose()
     engine = store.connect(db_url)
     assert migrate.current(engine) == migrate.head()
+    assert store.aoi_lookup(db_url)(["old"]) == [looked_up]
     (aoi,) = store.get_aois(engine, ["old"])
     assert aoi.geometry.equals(box(30, 0, 30.1, 0.1))
     rec = reg.get_aoi(engine, "old")

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import math
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pyproj import Geod
+from shapely.geometry import shape
 from sqlalchemy.engine import Engine
 
 from oxeo_flows import migrate
@@ -194,15 +195,36 @@ def aoi_lookup(database_url: str) -> Callable[[list[str]], list[AOI]]:
                 return []
         engine = sa.create_engine(url)
         try:
-            if migrate.current(engine) != migrate.head():
-                migrate.upgrade(engine)  # an older schema: bring it up to date before reading
             if not sa.inspect(engine).has_table(aoi_table.name):
                 return []
+            if migrate.current(engine) in (None, "0001"):  # 0.1 schema: read it as it is, migrate later
+                return _get_aois_0_1(engine, ids)
             return get_aois(engine, ids)
         finally:
             engine.dispose()
 
     return lookup
+
+
+def _get_aois_0_1(engine: Engine, ids: Sequence[str]) -> list[AOI]:
+    """`get_aois` on a database still at the 0.1 schema (GeoJSON text geometry, no AOI sets), read-only:
+    validation must not write, and the run's own `connect` migrates it afterwards."""
+    legacy = sa.Table(
+        "aoi",
+        sa.MetaData(),
+        sa.Column("id", sa.String),
+        sa.Column("name", sa.String),
+        sa.Column("geometry", sa.Text),
+        sa.Column("properties", sa.JSON),
+    )
+    plain = [i for i in ids if not i.startswith(SET_PREFIX)]
+    with engine.connect() as conn:
+        found = {r.id: r for r in conn.execute(sa.select(legacy).where(legacy.c.id.in_(plain)))}
+    return [
+        AOI(id=r.id, name=r.name, geometry=shape(json.loads(r.geometry)), properties=dict(r.properties))
+        for i in plain
+        if (r := found.get(i)) is not None
+    ]
 
 
 def upsert_observations(engine: Engine, observations: Sequence[Observation], model_run_id: str | None) -> int:
