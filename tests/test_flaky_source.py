@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -356,6 +357,8 @@ def test_source_down_fails_naming_scene_and_tile_and_rerun_recovers(
 ) -> None:
     clean, clean_summary = clean_run
     _quick_sources(monkeypatch, retries=1, http_retries=1)
+    monkeypatch.setenv("OXEO_TASK_RETRIES", "2")
+    calls = _count_calls(monkeypatch)
     s2 = CONSTELLATIONS["sentinel-2"]
     with FaultyServer(sample) as srv:
         catalog = serve_catalog(sample, tmp_path / "catalog", srv.url)
@@ -367,6 +370,12 @@ def test_source_down_fails_naming_scene_and_tile_and_rerun_recovers(
         assert msg.startswith(f"scene {DOWN_SCENE} tile {tile_id} band ")
         assert f"{srv.url}/sentinel-2-l2a/{DOWN_SCENE}/" in msg and "token=***" in msg and TOKEN not in msg
         assert "after 2 attempt(s): HTTP response code: 503" in msg
+        # source_retries (1) inside each attempt, then task_retries (2) Prefect retries of that unit only
+        # (every tile the down scene covers fails; the other units run once)
+        attempts = Counter(calls)
+        failed = [u for u, n in attempts.items() if n == 3]
+        assert set(attempts.values()) == {1, 3} and any(tile_id in u for u in failed)
+        assert all("sentinel-2" in u for u in failed)
 
         # What was written before the failure is valid, readable and equal to the clean run's slices;
         # the failing tile's unit committed its first day, not the day of the down scene.

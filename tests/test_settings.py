@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert s.min_hole_m2 == 3125.0
     assert s.max_invalid_fraction == 0.10
     assert s.source_retries == 3
+    assert s.task_retries == 1
 
 
 def test_env_overrides_default(monkeypatch: pytest.MonkeyPatch) -> None:

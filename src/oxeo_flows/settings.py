@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     shoreline_refinement: bool = Field(
         True, description="re-decide shoreline pixels by their water fraction (model key + '-lu')"
     )
-    source_retries: int = Field(3, ge=0)
+    source_retries: int = Field(3, ge=0, description="whole-asset re-reads after a failed read, with backoff")
+    task_retries: int = Field(
+        1, ge=0, description="Prefect retries of an extraction task after source_retries ran out"
+    )
     source_http_retries: int = Field(
         3, ge=0, description="GDAL retries of one HTTP request to a source on 429/5xx/timeout"
     )

@@ -30,7 +30,7 @@ def _retry_on_source_error(task: Any, task_run: Any, state: Any) -> bool:
 @task(
     name="extract-unit",
     task_run_name="extract-{unit.tile_id}-{unit.constellation}-{unit.window}",
-    retries=3,
+    retries=1,  # the flows set `task_retries`
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_on_source_error,

@@ -128,7 +128,7 @@ def _extract(ctx: _Context) -> dict[str, Any]:
     # One writer per archive: units of the same tile x constellation run one after another.
     last: dict[tuple[str, str], PrefectFuture[Any]] = {}
     futures = []
-    extract = extract_unit_task.with_options(retries=s.source_retries)
+    extract = extract_unit_task.with_options(retries=s.task_retries)
     for unit in units:
         key = (unit.tile_id, unit.constellation)
         prev = last.get(key)
