@@ -554,3 +554,30 @@ def test_landsat_surface_temperature_band_is_optional_with_its_own_scaling() -> 
     c = scene_from_item(with_st(tm, "lwir", None), L5).assets["lwir"]
     assert (c.scale, c.offset) == (0.00341802, 149.0)
     assert "lwir11" not in scene_from_item(ls_item(), L8).assets  # L2SR: no surface temperature
+
+
+def test_reuse_searches_serves_identical_searches_once(
+    static_catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oxeo_flows import catalog as cat
+
+    calls: list[tuple[date, date]] = []
+    real = cat._search
+
+    def counted(catalog: str, geometry: Any, start: date, end: date, *rest: Any) -> list[pystac.Item]:
+        calls.append((start, end))
+        return real(catalog, geometry, start, end, *rest)
+
+    monkeypatch.setattr(cat, "_search", counted)
+    args = (str(static_catalog), AOI, START, END, ["sentinel-2-l2a"])
+    plain = [i.id for i in search_items(*args)]
+    with cat.reuse_searches():
+        first = search_items(*args)
+        first.clear()  # callers get their own list
+        assert [i.id for i in search_items(*args)] == plain
+        with cat.reuse_searches():  # nested: the same memo
+            assert [i.id for i in search_items(*args)] == plain
+        search_items(str(static_catalog), AOI, START, START, ["sentinel-2-l2a"])  # other dates: searched
+        search_items(str(static_catalog), AOI, START, END, ["landsat-c2-l2"])  # other collection: searched
+    assert len(calls) == 4  # plain, first, the one-day search, the other collection
+    assert [i.id for i in search_items(*args)] == plain and len(calls) == 5  # nothing kept after the block

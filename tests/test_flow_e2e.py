@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,8 +223,21 @@ def test_pekel_model_on_sentinel2_and_landsat8(sample: Path, tmp_path: Path) -> 
         assert float(r["water_area_m2"]) == pytest.approx(true_area, rel=0.05)
 
 
-def test_model_params_and_stage_settings_reach_the_model_key(sample: Path, tmp_path: Path) -> None:
-    """`model_params`, `shoreline_refinement` and `cloud_dilation_m` are flow parameters (UI-settable)."""
+def test_model_params_and_stage_settings_reach_the_model_key(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model_params`, `shoreline_refinement` and `cloud_dilation_m` are flow parameters (UI-settable).
+    The CLI's pre-flight check and the flow share one catalog search."""
+    from oxeo_flows import catalog
+
+    searches: list[str] = []
+    real = catalog._search
+
+    def counted(*args: Any) -> Any:
+        searches.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(catalog, "_search", counted)
     extra = (
         "--param",
         'model_params={"threshold": -0.2}',
@@ -233,6 +247,7 @@ def test_model_params_and_stage_settings_reach_the_model_key(sample: Path, tmp_p
         "cloud_dilation_m=20",
     )
     _cli(_run(sample, tmp_path, "2024-03-01", "2024-03-31", *extra))
+    assert searches == [str(sample / "catalog.json")]  # one constellation, searched once
     rows = _export(tmp_path)
     assert rows and {r["model"] for r in rows} == {"mndwi-v1-t-0.2-cd20"}
     engine = store.connect(f"sqlite:///{tmp_path / 'oxeo.db'}")

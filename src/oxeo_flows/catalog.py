@@ -19,7 +19,8 @@ Radiometry (reflectance = DN x scale + offset, after the nodata test):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -107,6 +108,23 @@ def _day_range(start: date, end: date) -> tuple[datetime, datetime]:
     )
 
 
+_SEARCHES: dict[tuple[Any, ...], list[pystac.Item]] | None = None  # active inside `reuse_searches`
+
+
+@contextmanager
+def reuse_searches() -> Iterator[None]:
+    """Inside the block an identical `search_items` call returns the first call's items instead of
+    searching again: one CLI invocation searches for its pre-flight check and then in the flow, and a
+    STAC API should see one search. Nothing is kept after the block."""
+    global _SEARCHES
+    outer = _SEARCHES
+    _SEARCHES = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SEARCHES = outer
+
+
 def search_items(
     catalog: str,
     geometry: BaseGeometry,
@@ -118,8 +136,27 @@ def search_items(
     max_items: int | None = None,
 ) -> list[pystac.Item]:
     """Items of `collections` intersecting `geometry` (lon/lat), acquired start..end (UTC days, inclusive)."""
-    t0, t1 = _day_range(start, end)
     cols = list(collections)
+    memo = _SEARCHES
+    key = (catalog, geometry.wkb, start, end, tuple(cols), tuple(sorted((headers or {}).items())), max_items)
+    if memo is not None and key in memo:
+        return list(memo[key])
+    items = _search(catalog, geometry, start, end, cols, headers, max_items)
+    if memo is not None:
+        memo[key] = list(items)
+    return items
+
+
+def _search(
+    catalog: str,
+    geometry: BaseGeometry,
+    start: date,
+    end: date,
+    cols: list[str],
+    headers: dict[str, str] | None,
+    max_items: int | None,
+) -> list[pystac.Item]:
+    t0, t1 = _day_range(start, end)
     if _is_api(catalog):
         import pystac_client
 

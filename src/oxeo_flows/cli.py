@@ -208,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate every input (parameters, settings, AOIs, database, storage, catalog), then run the flow."""
     from prefect.exceptions import ParameterTypeError
 
-    from oxeo_flows import graph, pipeline, store
+    from oxeo_flows import catalog, graph, pipeline, store
     from oxeo_flows.flows import FLOWS, secrets
     from oxeo_flows.settings import flow_overrides, load_settings
 
@@ -256,12 +256,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         fl = fl.with_options(task_runner=make_task_runner(runner_settings))
     _preflight_storage(settings.storage)
-    if "extract" in graph.STEPS.get(args.flow, ("extract",)):
-        _preflight_catalog(request, settings)
-    try:
-        result = fl(**params)
-    except ParameterTypeError as exc:
-        raise InputError("--param", " ".join(str(exc).split())) from None
+    with catalog.reuse_searches():  # the flow reuses the pre-flight's search results
+        if "extract" in graph.STEPS.get(args.flow, ("extract",)):
+            _preflight_catalog(request, settings)
+        try:
+            result = fl(**params)
+        except ParameterTypeError as exc:
+            raise InputError("--param", " ".join(str(exc).split())) from None
     print(json.dumps(result, default=str, indent=2))
     return 0
 
