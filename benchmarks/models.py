@@ -1,4 +1,5 @@
-"""`models` section: throughput of every registered water model through `predict_slice`, on one core.
+"""`models` section: throughput of every registered water model through `predict_slice`, on one core, as
+the flows run it (shoreline refinement on) and, where that differs, alone (`NAME (per-pixel)`).
 
 The input is one 1000 x 1000 archive slice of the 8 Sentinel-2 archive bands (uint16 DN, baseline 05.10:
 DN = reflectance x 10000 + 1000), built from the sample data's reference spectra (vegetation / bare soil
@@ -14,11 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.accuracy import report_models
 from benchmarks.common import Row, Section, log, median
 from benchmarks.extraction import _smooth, _upsample
 from oxeo_flows.archive import MASK_CLOUD, MASK_DRY, MASK_NODATA, MASK_WATER
 from oxeo_flows.constellations import CONSTELLATIONS
-from oxeo_flows.models import MODELS, get_model, predict_slice
+from oxeo_flows.models import predict_slice
 from oxeo_flows.sample_data import CLOUD_HIGH, CLOUD_MEDIUM, SOIL, VEGETATION, WATER
 
 SIDE = 1000
@@ -72,14 +74,15 @@ def make_slice(seed: int = 7) -> tuple[NDArray[np.uint16], tuple[float, ...], tu
 
 
 def run(repeats: int) -> Section:
-    """`predict_slice` of every model in `MODELS` on the same slice; single-threaded, `repeats` timings."""
+    """`predict_slice` of every model in `report_models()` on the same slice; single-threaded, `repeats`
+    timings."""
     section = Section("models")
     data, scale, offset = make_slice()
     px = SIDE * SIDE
     results: dict[str, Any] = {}
-    log(f"[models] predict_slice on a {SIDE}x{SIDE} Sentinel-2 slice, {sorted(MODELS)}; x{repeats} ...")
-    for name in MODELS:
-        model = get_model(name)
+    models = report_models()
+    log(f"[models] predict_slice on a {SIDE}x{SIDE} Sentinel-2 slice, {list(models)}; x{repeats} ...")
+    for name, model in models.items():
         mask = predict_slice(data, CONST.bands, scale, offset, CONST, model)  # warm-up
         wall: list[float] = []
         cpu: list[float] = []
@@ -110,12 +113,12 @@ def run(repeats: int) -> Section:
         }
         section.rows.append(Row(f"model {name}: predict_slice, Mpx/s/core", f"{px / med / 1e6:.1f}"))
     shares = ", ".join(
-        f"{k} {100.0 * v / px:.1f} %" for k, v in results[next(iter(MODELS))]["mask_px"].items()
+        f"{k} {100.0 * v / px:.1f} %" for k, v in results[next(iter(models))]["mask_px"].items()
     )
     section.notes = [
         f"models: one {SIDE}x{SIDE} px slice of {len(CONST.bands)} bands, median of {repeats}; "
         + ", ".join(f"{k} {v['median_s'] * 1e3:.0f} ms" for k, v in results.items())
-        + f"; mask of {next(iter(MODELS))}: {shares}"
+        + f"; mask of {next(iter(models))}: {shares}"
     ]
     section.result = {"side_px": SIDE, "bands": list(CONST.bands), "repeats": repeats, "models": results}
     return section

@@ -23,7 +23,7 @@ Shoreline refinement (`with_shoreline_refinement`, setting `shoreline_refinement
 pipeline stage, not a model: it applies `unmix_shoreline` to any model's output and appends `-lu` to the
 key (`mndwi-v1-lu`); the `-lu` models above already include it. Per-pixel thresholds call a mixed
 shoreline pixel water only when it is mostly water, which biases areas low (-5.6 % for `mndwi` on the
-accuracy report's clear-water scenes, -0.6 % refined).
+accuracy report's clear-water scenes, -0.5 % refined).
 """
 
 from __future__ import annotations
