@@ -469,3 +469,41 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().api_token_hashes == ["sha256:cc"]
     with pytest.raises(InputError, match="api_port"):
         load_settings(api_port=0)
+
+
+def test_cors_only_for_configured_origins(filled: str, client: TestClient) -> None:
+    """Browsers may read the API cross-site only from `api_cors_origins`, GET only; none by default."""
+    dash, other = "https://dash.example.org", "https://evil.example.com"
+    assert "access-control-allow-origin" not in client.get("/health", headers={"Origin": dash}).headers
+    app = create_app(filled, [auth.hash_token(TOKEN)], cors_origins=[dash])
+    with TestClient(app) as c:
+        pre = c.options(
+            "/aois",
+            headers={
+                "Origin": dash,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "Authorization",
+            },
+        )
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == dash
+        assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in pre.headers
+        got = c.get("/aois", headers={"Origin": dash, "Authorization": f"Bearer {TOKEN}"})
+        assert got.status_code == 200 and got.headers["access-control-allow-origin"] == dash
+        assert c.get("/aois", headers={"Origin": dash}).status_code == 401  # CORS is no way around auth
+        denied = c.options("/aois", headers={"Origin": other, "Access-Control-Request-Method": "GET"})
+        assert denied.status_code == 400 and "access-control-allow-origin" not in denied.headers
+        assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": other}).headers
+        post = c.options("/aois", headers={"Origin": dash, "Access-Control-Request-Method": "DELETE"})
+        assert post.status_code == 400  # GET only
+
+
+def test_cors_origins_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oxeo_flows.settings import load_settings
+
+    monkeypatch.setenv("OXEO_API_CORS_ORIGINS", "https://a.example.org, http://localhost:3000")
+    assert load_settings().api_cors_origins == ["https://a.example.org", "http://localhost:3000"]
+    monkeypatch.setenv("OXEO_API_CORS_ORIGINS", "https://a.example.org/app")
+    with pytest.raises(InputError) as exc:
+        load_settings()
+    assert exc.value.parameter == "api_cors_origins" and "no path" in str(exc.value)

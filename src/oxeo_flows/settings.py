@@ -91,6 +91,21 @@ class Settings(BaseSettings):
         "'secret:NAME' (a Prefect Secret block holding such lines); env: comma-separated or a JSON list",
     )
 
+    api_cors_origins: list[str] | str = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API cross-site, e.g. 'https://dash.example.org' "
+        "(GET only; none by default); env: comma-separated or a JSON list",
+    )
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _api_cors_origins(cls, v: Any) -> Any:
+        values = [x for x in re.split(r"[\s,]+", v) if x] if isinstance(v, str) else v
+        for o in values if isinstance(values, list) else []:
+            if o != "*" and not re.fullmatch(r"https?://[^/\s]+", str(o)):
+                raise ValueError(f"expected origins like https://host[:port] (no path) or '*', got {o!r}")
+        return values
+
     @field_validator("api_token_hashes", mode="before")
     @classmethod
     def _api_token_hashes(cls, v: Any) -> Any:

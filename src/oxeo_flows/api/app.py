@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
@@ -223,9 +224,13 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
 # --- the app --------------------------------------------------------------------------------------
 
 
-def create_app(database_url: str, token_hashes: Sequence[str] = ()) -> FastAPI:
+def create_app(
+    database_url: str, token_hashes: Sequence[str] = (), cors_origins: Sequence[str] = ()
+) -> FastAPI:
     """The API over `database_url`; with `token_hashes` ('sha256:<hex>' lines) every data route needs a
     matching `Authorization: Bearer <token>`, without them the data routes are open (local use).
+    `cors_origins` are the browser origins allowed to call it cross-site (GET, with the Authorization
+    header; none by default, so browsers refuse cross-site reads).
 
     The engine is `app.state.engine` (read-only); it is disposed when the app shuts down.
     """
@@ -247,6 +252,14 @@ def create_app(database_url: str, token_hashes: Sequence[str] = ()) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.engine = engine
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+            allow_credentials=False,  # tokens travel in the Authorization header, never in cookies
+        )
     protected: list[Any] = [Depends(TokenCheck(hashes))] if hashes else []
     errors: dict[int | str, dict[str, Any]] = {404: _error("unknown AOI")}
     if hashes:

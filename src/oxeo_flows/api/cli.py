@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shown = sa.engine.make_url(database_url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         raise InputError("database_url", "expected a SQLAlchemy URL (value not shown)") from None
-    app = create_app(database_url, hashes if with_auth else ())
+    app = create_app(database_url, hashes if with_auth else (), settings.api_cors_origins)
     host = settings.api_host
     url_host = f"[{host}]" if ":" in host else host
     mode = f"token auth on ({len(hashes)} token hash(es))" if with_auth else "NO authentication"
