@@ -162,6 +162,14 @@ def _aoi(r: Any) -> AOI:
     return AOI(id=r.id, name=r.name, geometry=r.geometry, properties=dict(r.properties))
 
 
+def _rows_by_id(conn: sa.Connection, table: sa.Table, ids: Sequence[str]) -> list[Any]:
+    """Rows of `table` whose `id` is in `ids`, in the order asked; unknown ids are left out."""
+    if not ids:
+        return []
+    found = {r.id: r for r in conn.execute(sa.select(table).where(table.c.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
 def get_aois(engine: Engine, ids: Sequence[str]) -> list[AOI]:
     """AOIs with these ids, in the order asked; unknown ids are left out (the caller reports them).
 
@@ -179,9 +187,7 @@ def get_aois(engine: Engine, ids: Sequence[str]) -> list[AOI]:
                 .order_by(aoi_table.c.id)
             )
             out.update((r.id, _aoi(r)) for r in conn.execute(q))
-        if plain:
-            found = {r.id: r for r in conn.execute(sa.select(aoi_table).where(aoi_table.c.id.in_(plain)))}
-            out.update((i, _aoi(found[i])) for i in plain if i in found)
+        out.update((r.id, _aoi(r)) for r in _rows_by_id(conn, aoi_table, plain))
     return list(out.values())
 
 
@@ -219,11 +225,10 @@ def _get_aois_0_1(engine: Engine, ids: Sequence[str]) -> list[AOI]:
     )
     plain = [i for i in ids if not i.startswith(SET_PREFIX)]
     with engine.connect() as conn:
-        found = {r.id: r for r in conn.execute(sa.select(legacy).where(legacy.c.id.in_(plain)))}
+        rows = _rows_by_id(conn, legacy, plain)
     return [
         AOI(id=r.id, name=r.name, geometry=shape(json.loads(r.geometry)), properties=dict(r.properties))
-        for i in plain
-        if (r := found.get(i)) is not None
+        for r in rows
     ]
 
 
