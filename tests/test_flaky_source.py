@@ -371,11 +371,12 @@ def test_source_down_fails_naming_scene_and_tile_and_rerun_recovers(
         assert f"{srv.url}/sentinel-2-l2a/{DOWN_SCENE}/" in msg and "token=***" in msg and TOKEN not in msg
         assert "after 2 attempt(s): HTTP response code: 503" in msg
         # source_retries (1) inside each attempt, then task_retries (2) Prefect retries of that unit only
-        # (every tile the down scene covers fails; the other units run once)
+        # (every tile the down scene covers fails; the flow may stop before a second failing unit has
+        # used all its retries, so only the unit whose error was raised is sure to show all three)
         attempts = Counter(calls)
-        failed = [u for u, n in attempts.items() if n == 3]
-        assert set(attempts.values()) == {1, 3} and any(tile_id in u for u in failed)
-        assert all("sentinel-2" in u for u in failed)
+        assert max(attempts.values()) == 3  # 1 + task_retries, never more
+        assert any(tile_id in u for u, n in attempts.items() if n == 3)
+        assert all("sentinel-2" in u for u, n in attempts.items() if n > 1)
 
         # What was written before the failure is valid, readable and equal to the clean run's slices;
         # the failing tile's unit committed its first day, not the day of the down scene.
